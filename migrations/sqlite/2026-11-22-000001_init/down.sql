@@ -1,0 +1,13 @@
+DROP TABLE applies;
+DROP TABLE messages;
+DROP TABLE friends;
+DROP TABLE user_groups;
+DROP TABLE "groups";
+DROP TABLE conversations;
+DROP TABLE user_roles;
+DROP TABLE role_rights;
+DROP TABLE rights;
+DROP TABLE roles;
+DROP TABLE github_identities;
+DROP TABLE user_infos;
+DROP TABLE users;

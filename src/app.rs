@@ -1,0 +1,128 @@
+//! The application: its state (config, database, sessions), its start-up steps, its router, and
+//! serving with graceful shutdown.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::Router;
+use axum::http::{HeaderName, HeaderValue};
+use tokio::net::TcpListener;
+use tower_cookies::CookieManagerLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::config::{Config, redact_url};
+use crate::domain::{rbac, seed};
+use crate::session::SessionStore;
+use crate::session::memory::MemorySessions;
+use crate::store::{self, Db};
+
+/// Everything a request handler may use; built once in `main`, shared by every handler.
+pub struct App {
+    pub config: Config,
+    pub db: Db,
+    pub sessions: Arc<dyn SessionStore>,
+}
+
+/// What to do to the database before serving.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Startup {
+    /// Add the demo data of API.md §6 to an empty database.
+    pub demo: bool,
+}
+
+impl App {
+    /// Connects, migrates and seeds: after this the server can serve.
+    pub async fn start(config: Config, startup: Startup) -> anyhow::Result<Arc<App>> {
+        config.validate().map_err(anyhow::Error::msg)?;
+        crate::time::set_display_offset(config.timezone);
+        let applied = store::migrate::run(&config.database_url)
+            .await
+            .with_context(|| format!("migrating {}", redact_url(&config.database_url)))?;
+        tracing::info!(applied, backend = ?store::Backend::of_url(&config.database_url)?, "database schema up to date");
+        let db = Db::connect(&config.database_url, config.db_pool)?;
+        let mut conn = db.get().await.context("connecting to the database")?;
+        rbac::ensure_builtin(&mut conn).await?;
+        if startup.demo {
+            match seed::demo(&mut conn).await? {
+                seed::DemoOutcome::Created { users } => tracing::info!(users, "demo data created"),
+                seed::DemoOutcome::SkippedNotEmpty => {
+                    tracing::info!("demo data skipped: the database already has users")
+                }
+            }
+        }
+        if let Some(password) = seed::bootstrap_admin(&mut conn, config.admin_password.as_deref()).await? {
+            // Printed, never logged: logs are shipped and kept, a terminal is not.
+            eprintln!("created user `admin` with password: {password}  (shown once; change it with `im-server user passwd admin`)");
+        }
+        drop(conn);
+        let sessions: Arc<dyn SessionStore> = MemorySessions::new(config.session_ttl());
+        Ok(Arc::new(App { config, db, sessions }))
+    }
+
+    /// The whole HTTP surface.
+    pub fn router(self: &Arc<Self>) -> Router {
+        let header = |name: &'static str, value: &'static str| {
+            SetResponseHeaderLayer::if_not_present(
+                HeaderName::from_static(name),
+                HeaderValue::from_static(value),
+            )
+        };
+        Router::new()
+            .nest("/api/v1", crate::http::api_router())
+            .merge(crate::http::health::router())
+            .fallback(|| async { crate::http::envelope::not_found() })
+            .layer(CookieManagerLayer::new())
+            // The original's (egg-security) headers.
+            .layer(header("x-frame-options", "SAMEORIGIN"))
+            .layer(header("x-content-type-options", "nosniff"))
+            .layer(header("x-xss-protection", "1; mode=block"))
+            .layer(header("x-download-options", "noopen"))
+            .layer(TraceLayer::new_for_http())
+            .with_state(self.clone())
+    }
+
+    /// Serves on `listener` until `shutdown` resolves, then lets requests in flight finish.
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let router = self.router();
+        tracing::info!(addr = %listener.local_addr()?, "serving");
+        axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .context("serving HTTP")
+    }
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(%error, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,172 @@
+//! Every setting of the server: its flag, its environment variable and its default. Defaults work
+//! on a bare machine; secrets are redacted from `Debug`, so the config can be logged whole.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use chrono::FixedOffset;
+use clap::{Parser, ValueEnum};
+
+#[derive(Clone, Parser)]
+#[command(name = "im-server", no_binary_name = false)]
+pub struct Config {
+    /// Address the HTTP, REST and Socket.IO port listens on.
+    #[arg(long, env = "IM_BIND", default_value = "127.0.0.1:7001", global = true)]
+    pub bind: SocketAddr,
+
+    /// `sqlite://path/to/file.db` (embedded, created on first start) or `postgres://...`.
+    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://data/im.db", global = true)]
+    pub database_url: String,
+
+    /// Most database connections this process holds.
+    #[arg(long, env = "IM_DB_POOL", default_value_t = 16, global = true)]
+    pub db_pool: usize,
+
+    /// `redis://...`: sessions, presence and the Socket.IO adapter in Redis, for several processes.
+    #[arg(long, env = "REDIS_URL", global = true)]
+    pub redis_url: Option<String>,
+
+    /// Folder of uploaded files (under `upload/`), served at `/public/`.
+    #[arg(long, env = "IM_PUBLIC_DIR", default_value = "data/public", global = true)]
+    pub public_dir: PathBuf,
+
+    /// Largest uploaded file, in bytes.
+    #[arg(long, env = "IM_UPLOAD_MAX", default_value_t = 3 * 1024 * 1024, global = true)]
+    pub upload_max: usize,
+
+    /// UTC offset at which dates are shown, like the original's +08:00.
+    #[arg(long, env = "IM_TIMEZONE", default_value = crate::time::DEFAULT_OFFSET,
+          value_parser = crate::time::parse_offset, global = true)]
+    pub timezone: FixedOffset,
+
+    /// Name of the session cookie.
+    #[arg(long, env = "IM_COOKIE_NAME", default_value = "IM_SESS", global = true)]
+    pub cookie_name: String,
+
+    /// Mark the session cookie `Secure` (set it when clients reach the server over HTTPS).
+    #[arg(long, env = "IM_COOKIE_SECURE", global = true)]
+    pub cookie_secure: bool,
+
+    /// Seconds a session lives after its last use.
+    #[arg(long, env = "IM_SESSION_TTL", default_value_t = 24 * 3600, global = true)]
+    pub session_ttl_secs: u64,
+
+    /// Password of the `admin` created at start-up when no user holds the admin right
+    /// (generated and printed once when unset).
+    #[arg(long, env = "IM_ADMIN_PASSWORD", global = true)]
+    pub admin_password: Option<String>,
+
+    /// HMAC key of the original server's password hashes, accepted until rehashed at login.
+    #[arg(long, env = "IM_LEGACY_SECRET", default_value = "im-server", global = true)]
+    pub legacy_secret: String,
+
+    /// Log format.
+    #[arg(long, env = "IM_LOG_FORMAT", value_enum, default_value = "human", global = true)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+impl Config {
+    pub fn session_ttl(&self) -> Duration {
+        Duration::from_secs(self.session_ttl_secs)
+    }
+
+    /// Checks what clap cannot: values that parse but make no sense together.
+    pub fn validate(&self) -> Result<(), String> {
+        crate::store::Backend::of_url(&self.database_url).map_err(|e| e.to_string())?;
+        if self.db_pool == 0 {
+            return Err("IM_DB_POOL must be at least 1".into());
+        }
+        if self.session_ttl_secs < 60 {
+            return Err("IM_SESSION_TTL must be at least 60 seconds".into());
+        }
+        if self.cookie_name.is_empty()
+            || !self
+                .cookie_name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            return Err("IM_COOKIE_NAME must be letters, digits, '_' or '-'".into());
+        }
+        Ok(())
+    }
+}
+
+/// `scheme://user:password@host/db` → `scheme://user:***@host/db`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let Some((credentials, host)) = rest.rsplit_once('@') else {
+        return url.to_owned();
+    };
+    match credentials.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_owned(),
+    }
+}
+
+fn redact(secret: &Option<String>) -> &'static str {
+    if secret.is_some() { "Some(***)" } else { "None" }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("bind", &self.bind)
+            .field("database_url", &redact_url(&self.database_url))
+            .field("db_pool", &self.db_pool)
+            .field("redis_url", &self.redis_url.as_deref().map(redact_url))
+            .field("public_dir", &self.public_dir)
+            .field("upload_max", &self.upload_max)
+            .field("timezone", &self.timezone)
+            .field("cookie_name", &self.cookie_name)
+            .field("cookie_secure", &self.cookie_secure)
+            .field("session_ttl_secs", &self.session_ttl_secs)
+            .field("admin_password", &redact(&self.admin_password))
+            .field("legacy_secret", &"***")
+            .field("log_format", &self.log_format)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_redacts_secrets() {
+        let config = Config::try_parse_from([
+            "im-server",
+            "--database-url",
+            "postgres://im:hunter2@db/im",
+            "--admin-password",
+            "s3cret-admin",
+            "--legacy-secret",
+            "legacy-key",
+        ])
+        .unwrap();
+        let shown = format!("{config:?}");
+        assert!(shown.contains("postgres://im:***@db/im"), "{shown}");
+        for secret in ["hunter2", "s3cret-admin", "legacy-key"] {
+            assert!(!shown.contains(secret), "{secret} leaked: {shown}");
+        }
+    }
+
+    #[test]
+    fn defaults_work_on_a_bare_machine() {
+        let config = Config::try_parse_from(["im-server"]).unwrap();
+        assert_eq!(config.bind.to_string(), "127.0.0.1:7001");
+        assert_eq!(config.database_url, "sqlite://data/im.db");
+        assert_eq!(config.cookie_name, "IM_SESS");
+        assert_eq!(config.upload_max, 3 * 1024 * 1024);
+        assert!(config.validate().is_ok());
+    }
+}

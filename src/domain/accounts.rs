@@ -1,0 +1,194 @@
+//! Accounts: sign-up, log-in (with the legacy-hash upgrade), log-out, and who the current user is.
+
+use rand::Rng;
+use serde::Serialize;
+
+use crate::app::App;
+use crate::session::password::{self, Verdict};
+use crate::store::models::{NewUser, NewUserInfo, Right, Role, User, UserInfo};
+use crate::store::{self, DbConn, StoreError};
+
+use super::rbac::{right, role};
+use super::{Actor, DomainError};
+
+/// What log-in, sign-up and `currentUser` answer: the user's profile, rights and roles.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Identity {
+    pub user_info: Option<UserInfo>,
+    pub rights: Vec<Right>,
+    pub roles: Vec<Role>,
+    pub id: i32,
+    /// The session id, for clients without a cookie jar (API.md §1, new).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+}
+
+const USERNAME_MIN: usize = 4;
+const PASSWORD_MIN: usize = 6;
+/// Upper bounds the original lacked: long enough for any real name, short enough to index.
+const USERNAME_MAX: usize = 64;
+const PASSWORD_MAX: usize = 128;
+
+const BAD_PARAMS: &str = "参数校验失败";
+
+/// A default avatar, `/public/images/head1.png` .. `head9.png`.
+pub fn default_photo(n: u32) -> String {
+    format!("/public/images/head{}.png", n % 9 + 1)
+}
+
+fn random_photo() -> String {
+    default_photo(rand::rng().random_range(0..9))
+}
+
+/// Runs argon2 on the blocking pool: it takes tens of milliseconds of CPU by design.
+pub async fn hash_password(password: &str) -> Result<String, DomainError> {
+    let password = password.to_owned();
+    tokio::task::spawn_blocking(move || password::hash(&password))
+        .await?
+        .map_err(|e| DomainError::Internal(format!("hashing failed: {e}")))
+}
+
+async fn verify_password(stored: &str, password: &str, legacy_secret: &str) -> Result<Verdict, DomainError> {
+    let (stored, password, secret) = (stored.to_owned(), password.to_owned(), legacy_secret.to_owned());
+    Ok(tokio::task::spawn_blocking(move || password::verify(&password, &stored, &secret)).await?)
+}
+
+async fn identity(conn: &mut DbConn, user_id: i32, token: Option<String>) -> Result<Identity, DomainError> {
+    Ok(Identity {
+        user_info: store::accounts::find_user_info(conn, user_id).await?,
+        rights: store::rbac::rights_of_user(conn, user_id).await?,
+        roles: store::rbac::roles_of_user(conn, user_id).await?,
+        id: user_id,
+        token,
+    })
+}
+
+/// Checks a username and password and opens a session.
+pub async fn login(app: &App, username: &str, password: &str) -> Result<Identity, DomainError> {
+    let mut conn = app.db.get().await?;
+    let user = store::accounts::find_user_by_username(&mut conn, username)
+        .await?
+        .ok_or_else(|| DomainError::rejected("用户名错误"))?;
+    let stored = user.password.as_deref().unwrap_or_default();
+    match verify_password(stored, password, &app.config.legacy_secret).await? {
+        Verdict::Mismatch => return Err(DomainError::rejected("密码错误")),
+        Verdict::Match => {}
+        Verdict::MatchLegacy => {
+            let upgraded = hash_password(password).await?;
+            store::accounts::set_password(&mut conn, user.id, &upgraded).await?;
+            tracing::info!(user_id = user.id, "legacy password hash upgraded to argon2id");
+        }
+    }
+    open_session(app, &mut conn, &user).await
+}
+
+/// Opens a session for a user whose credentials were checked, if they may log in.
+pub async fn open_session(app: &App, conn: &mut DbConn, user: &User) -> Result<Identity, DomainError> {
+    let rights = store::rbac::rights_of_user(conn, user.id).await?;
+    if !rights.iter().any(|r| r.key_name == right::LOGIN) {
+        return Err(DomainError::rejected("不具备登录权限"));
+    }
+    let session = app.sessions.create(user.id).await?;
+    identity(conn, user.id, Some(session.id)).await
+}
+
+/// Creates a local account with role `user`, places it in the first open group, opens a session.
+pub async fn signup(app: &App, username: &str, password: &str) -> Result<Identity, DomainError> {
+    let name_len = username.chars().count();
+    let password_len = password.chars().count();
+    if !(USERNAME_MIN..=USERNAME_MAX).contains(&name_len)
+        || !(PASSWORD_MIN..=PASSWORD_MAX).contains(&password_len)
+        || username.chars().any(char::is_control)
+    {
+        return Err(DomainError::invalid(BAD_PARAMS));
+    }
+    let hash = hash_password(password).await?;
+    let mut conn = app.db.get().await?;
+    let user = create_local_user(&mut conn, username, &hash, role::USER, true).await?;
+    open_session(app, &mut conn, &user).await
+}
+
+/// Writes a local user, their profile and their role in one transaction; with `join_group`, also
+/// their membership of the first open group (the original's sign-up rule).
+pub async fn create_local_user(
+    conn: &mut DbConn,
+    username: &str,
+    password_hash: &str,
+    role_key: &'static str,
+    join_group: bool,
+) -> Result<User, DomainError> {
+    let (username, password_hash) = (username.to_owned(), password_hash.to_owned());
+    conn.transaction(move |tx| {
+        Box::pin(async move {
+            if store::accounts::find_user_by_username(tx, &username).await?.is_some() {
+                return Err(DomainError::rejected("用户名重复"));
+            }
+            let now = crate::time::now();
+            let user = store::accounts::insert_user(
+                tx,
+                &NewUser {
+                    provider: "local",
+                    username: &username,
+                    password: Some(&password_hash),
+                    created_at: now,
+                    updated_at: now,
+                },
+            )
+            .await
+            .map_err(|e| match e {
+                StoreError::UniqueViolation(_) => DomainError::rejected("用户名重复"),
+                other => other.into(),
+            })?;
+            store::accounts::insert_user_info(
+                tx,
+                &NewUserInfo {
+                    user_id: user.id,
+                    nickname: &username,
+                    photo: &random_photo(),
+                    sign: None,
+                    created_at: now,
+                    updated_at: now,
+                },
+            )
+            .await?;
+            let role = store::rbac::find_role_by_key(tx, role_key)
+                .await?
+                .ok_or_else(|| DomainError::Internal(format!("built-in role {role_key} is missing")))?;
+            store::rbac::grant_role(tx, user.id, role.id).await?;
+            if join_group && let Some(group) = store::groups::first_open_group(tx).await? {
+                store::groups::add_member(tx, group.id, user.id).await?;
+            }
+            Ok(user)
+        })
+    })
+    .await
+}
+
+/// Ends the actor's session.
+pub async fn logout(app: &App, actor: &Actor) -> Result<(), DomainError> {
+    app.sessions.revoke(&actor.session_id).await?;
+    Ok(())
+}
+
+/// The actor's profile, rights and roles, read now.
+pub async fn current_user(app: &App, actor: &Actor) -> Result<Identity, DomainError> {
+    let mut conn = app.db.get().await?;
+    identity(&mut conn, actor.user_id, None).await
+}
+
+/// Sets a user's password (operators' `user passwd`).
+pub async fn set_password(app: &App, username: &str, password: &str) -> Result<(), DomainError> {
+    if !(PASSWORD_MIN..=PASSWORD_MAX).contains(&password.chars().count()) {
+        return Err(DomainError::invalid(format!(
+            "password must be {PASSWORD_MIN} to {PASSWORD_MAX} characters"
+        )));
+    }
+    let hash = hash_password(password).await?;
+    let mut conn = app.db.get().await?;
+    let user = store::accounts::find_user_by_username(&mut conn, username)
+        .await?
+        .ok_or_else(|| DomainError::rejected(format!("no user named {username:?}")))?;
+    store::accounts::set_password(&mut conn, user.id, &hash).await?;
+    Ok(())
+}

@@ -1,0 +1,24 @@
+//! What the system does, once for every transport: who may do what, what is valid, what is
+//! stored. REST handlers and Socket.IO handlers call these functions and only render the result.
+
+pub mod accounts;
+mod error;
+pub mod rbac;
+pub mod seed;
+
+pub use error::DomainError;
+
+/// The user on whose behalf a request or event acts, as established from their session.
+#[derive(Debug, Clone)]
+pub struct Actor {
+    pub user_id: i32,
+    pub session_id: String,
+    /// `keyName`s of the rights the user holds right now, read fresh for this request.
+    pub rights: Vec<String>,
+}
+
+impl Actor {
+    pub fn has_right(&self, key: &str) -> bool {
+        self.rights.iter().any(|right| right == key)
+    }
+}

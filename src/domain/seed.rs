@@ -1,0 +1,171 @@
+//! Start-up data: the admin bootstrap, and the original's demo data (API.md §6) on request.
+
+use rand::Rng;
+use rand::distr::Alphanumeric;
+
+use crate::store::models::{NewApply, NewFriend, NewGroup, NewUser, NewUserInfo};
+use crate::store::{self, DbConn};
+
+use super::DomainError;
+use super::rbac::{right, role};
+
+const DEMO_PASSWORD: &str = "123456";
+const DEMO_SIGN: &str = "念念不忘，必有回响~";
+const DEMO_INTRODUCTION: &str = "富强、民主、文明、和谐、自由、平等、公正、法治、爱国、敬业、诚信、友善";
+pub const DEMO_GROUPS: [&str; 2] = ["谈笑有鸿儒", "往来无白丁"];
+const GROUP_PHOTO: &str = "/public/images/group.png";
+
+/// What [`demo`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum DemoOutcome {
+    Created { users: usize },
+    /// The database already had users; nothing was written.
+    SkippedNotEmpty,
+}
+
+/// The demo users in the original's order: ids 1.. on a new database.
+fn demo_users() -> Vec<(String, &'static str)> {
+    let mut users = vec![
+        ("admin".to_owned(), role::ADMIN),
+        ("user".to_owned(), role::USER),
+        ("disabled".to_owned(), role::DISABLED),
+        ("muteuser".to_owned(), role::MUTE),
+    ];
+    users.extend((1..=30).map(|n| (format!("member{n}"), role::USER)));
+    users
+}
+
+/// Writes the demo data of API.md §6, all or nothing, on a database without users. A database
+/// that has users is left untouched, whatever they are.
+pub async fn demo(conn: &mut DbConn) -> Result<DemoOutcome, DomainError> {
+    // One hash for every demo account: they share the published password anyway, and hashing
+    // 34 times would cost seconds at start-up.
+    let hash = super::accounts::hash_password(DEMO_PASSWORD).await?;
+    conn.transaction(move |tx| {
+        Box::pin(async move {
+            if store::accounts::count_users(tx).await? > 0 {
+                return Ok(DemoOutcome::SkippedNotEmpty);
+            }
+            let now = crate::time::now();
+            let mut ids = std::collections::HashMap::new();
+            for (n, (username, role_key)) in demo_users().iter().enumerate() {
+                let user = store::accounts::insert_user(
+                    tx,
+                    &NewUser {
+                        provider: "local",
+                        username,
+                        password: Some(&hash),
+                        created_at: now,
+                        updated_at: now,
+                    },
+                )
+                .await?;
+                store::accounts::insert_user_info(
+                    tx,
+                    &NewUserInfo {
+                        user_id: user.id,
+                        nickname: username,
+                        photo: &super::accounts::default_photo(n as u32),
+                        sign: Some(DEMO_SIGN),
+                        created_at: now,
+                        updated_at: now,
+                    },
+                )
+                .await?;
+                let role = store::rbac::find_role_by_key(tx, role_key)
+                    .await?
+                    .ok_or_else(|| DomainError::Internal(format!("built-in role {role_key} is missing")))?;
+                store::rbac::grant_role(tx, user.id, role.id).await?;
+                ids.insert(username.clone(), user.id);
+            }
+            let id = |name: &str| ids[name];
+
+            // `user`'s friends, each with its own chat conversation (conversations 1..26).
+            let mut friends = vec!["disabled".to_owned(), "muteuser".to_owned()];
+            friends.extend((3..=26).map(|n| format!("member{n}")));
+            for friend in &friends {
+                let conversation = store::conversations::insert_conversation(tx, "chat").await?;
+                let (a, b) = (id("user"), id(friend));
+                store::friends::insert_friend(
+                    tx,
+                    &NewFriend {
+                        user_id: a.min(b),
+                        friend_id: a.max(b),
+                        conversation_id: conversation.id,
+                        created_at: now,
+                        updated_at: now,
+                    },
+                )
+                .await?;
+            }
+
+            let apply = |kind, from: i32, to: i32, addressee: i32| NewApply {
+                kind,
+                from_id: from,
+                to_id: to,
+                user_id: addressee,
+                has_handled: false,
+                created_at: now,
+                updated_at: now,
+            };
+            for member in ["member1", "member2"] {
+                store::applies::insert_apply(tx, &apply("user", id(member), id("user"), id("user"))).await?;
+            }
+
+            let mut members = vec!["user".to_owned(), "disabled".to_owned(), "muteuser".to_owned()];
+            members.extend((1..=10).map(|n| format!("member{n}")));
+            for (n, name) in DEMO_GROUPS.iter().enumerate() {
+                let conversation = store::conversations::insert_conversation(tx, "groupchat").await?;
+                let group = store::groups::insert_group(
+                    tx,
+                    &NewGroup {
+                        name,
+                        photo: GROUP_PHOTO,
+                        introduction: Some(DEMO_INTRODUCTION),
+                        owner_id: id("user"),
+                        conversation_id: conversation.id,
+                        created_at: now,
+                        updated_at: now,
+                    },
+                )
+                .await?;
+                for member in &members {
+                    store::groups::add_member(tx, group.id, id(member)).await?;
+                }
+                // The original created the group apply right after the first group (apply 3).
+                if n == 0 {
+                    store::applies::insert_apply(tx, &apply("group", id("member11"), group.id, id("user"))).await?;
+                }
+            }
+            Ok(DemoOutcome::Created { users: ids.len() })
+        })
+    })
+    .await
+}
+
+/// Makes sure someone can administer the server: when no user holds the `admin` right, creates
+/// `admin` with `password`, or with a generated one that is returned to be shown once.
+pub async fn bootstrap_admin(
+    conn: &mut DbConn,
+    password: Option<&str>,
+) -> Result<Option<String>, DomainError> {
+    if store::rbac::anyone_holds_right(conn, right::ADMIN).await? {
+        return Ok(None);
+    }
+    if store::accounts::find_user_by_username(conn, "admin").await?.is_some() {
+        return Err(DomainError::Internal(
+            "no user holds the admin right and the name `admin` is taken: grant the admin role by hand".into(),
+        ));
+    }
+    let generated = password.is_none().then(|| {
+        rand::rng()
+            .sample_iter(&Alphanumeric)
+            .take(20)
+            .map(char::from)
+            .collect::<String>()
+    });
+    let password = password.or(generated.as_deref()).unwrap_or_default();
+    let hash = super::accounts::hash_password(password).await?;
+    super::accounts::create_local_user(conn, "admin", &hash, role::ADMIN, false).await?;
+    Ok(generated)
+}

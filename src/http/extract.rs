@@ -1,0 +1,87 @@
+//! Extractors: the session user of a request, and JSON bodies whose errors are envelopes.
+
+use std::sync::Arc;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+use tower_cookies::Cookies;
+
+use super::envelope::ApiError;
+use crate::app::App;
+use crate::domain::{Actor, DomainError, rbac};
+
+/// Where a request's session id came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Carrier {
+    Cookie,
+    Token,
+}
+
+fn session_id(app: &App, parts: &Parts) -> Option<(String, Carrier)> {
+    let cookies = parts.extensions.get::<Cookies>()?;
+    if let Some(cookie) = cookies.get(&app.config.cookie_name) {
+        return Some((cookie.value().to_owned(), Carrier::Cookie));
+    }
+    let header = |name| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    if let Some(token) = header("token") {
+        return Some((token.trim().to_owned(), Carrier::Token));
+    }
+    let bearer = header(AUTHORIZATION.as_str())?.strip_prefix("Bearer ")?;
+    Some((bearer.trim().to_owned(), Carrier::Token))
+}
+
+/// A logged-in user: the session named by the `IM_SESS` cookie or a token, whose user still holds
+/// the `login` right.
+impl FromRequestParts<Arc<App>> for Actor {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, ApiError> {
+        let (id, carrier) = session_id(app, parts).ok_or(DomainError::NotLoggedIn)?;
+        let actor = rbac::authenticate(app, &id).await?;
+        if carrier == Carrier::Cookie
+            && let Some(cookies) = parts.extensions.get::<Cookies>()
+        {
+            // The session's life was just extended; extend the cookie's with it.
+            cookies.add(super::auth::session_cookie(app, id));
+        }
+        Ok(actor)
+    }
+}
+
+/// A logged-in user holding the `admin` right; others get HTTP 403.
+pub struct Admin(pub Actor);
+
+impl FromRequestParts<Arc<App>> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, ApiError> {
+        let actor = Actor::from_request_parts(parts, app).await?;
+        rbac::require_admin(&actor)?;
+        Ok(Admin(actor))
+    }
+}
+
+/// A JSON body; anything malformed (not JSON, wrong types, missing fields) is an envelope error.
+pub struct Body<T>(pub T);
+
+impl<T, S> FromRequest<S> for Body<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(value)) => Ok(Body(value)),
+            Err(rejection) => {
+                let rejection: JsonRejection = rejection;
+                tracing::debug!(%rejection, "malformed request body");
+                Err(DomainError::invalid("参数校验失败").into())
+            }
+        }
+    }
+}

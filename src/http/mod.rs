@@ -1,0 +1,32 @@
+//! REST: one module per resource, each with its own `router()`, merged here under `/api/v1`.
+
+pub mod auth;
+pub mod envelope;
+pub mod extract;
+pub mod health;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::response::{IntoResponse, Response};
+
+use crate::app::App;
+use crate::domain::Actor;
+use envelope::ApiError;
+
+/// Every route under `/api/v1`.
+pub fn api_router() -> Router<Arc<App>> {
+    Router::new()
+        .merge(auth::router())
+        .fallback(unknown_route)
+        .method_not_allowed_fallback(unknown_route)
+}
+
+/// An unknown route: "请登录" to a stranger (the original checked the session first), the
+/// framework's 404 to a logged-in user.
+async fn unknown_route(actor: Result<Actor, ApiError>) -> Response {
+    match actor {
+        Ok(_) => envelope::not_found(),
+        Err(error) => error.into_response(),
+    }
+}

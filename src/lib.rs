@@ -1,0 +1,10 @@
+//! im-server: an instant-messaging server that the egg.js IM application's clients use unchanged.
+//! See DESIGN.md for the layers: `http`/`realtime` → `domain` → `store`.
+
+pub mod app;
+pub mod config;
+pub mod domain;
+pub mod http;
+pub mod session;
+pub mod store;
+pub mod time;

@@ -1,0 +1,228 @@
+//! The connection enum over both backends, its pools, and transactions.
+//!
+//! diesel-async has no async `MultiConnection`, so a pooled connection is an enum and the
+//! [`db_run!`](crate::db_run) macro expands one query body once per backend (vaultwarden's
+//! pattern, made async). Everything outside `store/` sees only [`Db`] and [`DbConn`].
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use diesel::SqliteConnection;
+use diesel::connection::AnsiTransactionManager as SyncAnsiTransactionManager;
+use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig, deadpool};
+use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
+use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection, TransactionManager};
+
+use super::StoreError;
+
+/// SQLite behind diesel-async's blocking-pool wrapper.
+pub type SqliteConn = SyncConnectionWrapper<SqliteConnection>;
+pub type PgConn = AsyncPgConnection;
+
+/// Which database engine a URL names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    /// Chooses the backend from the URL's scheme; anything else is a configuration error.
+    pub fn of_url(url: &str) -> Result<Self, StoreError> {
+        if url.starts_with("sqlite:") {
+            Ok(Self::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Self::Postgres)
+        } else {
+            Err(StoreError::Config(
+                "DATABASE_URL must start with sqlite:// or postgres://".into(),
+            ))
+        }
+    }
+}
+
+/// The file path of a `sqlite://path` URL (`sqlite://data/im.db` is relative, `sqlite:///abs` absolute).
+pub fn sqlite_path(url: &str) -> &str {
+    url.strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url)
+}
+
+/// Per-connection settings: WAL so readers never wait for the writer, a busy timeout so writers
+/// queue instead of failing, and foreign keys, which SQLite leaves off by default.
+const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+     PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;";
+
+/// A pool of connections to one database.
+#[derive(Clone)]
+pub enum Db {
+    Sqlite(deadpool::Pool<SqliteConn>),
+    Postgres(deadpool::Pool<PgConn>),
+}
+
+/// One pooled connection, returned to the pool on drop.
+pub enum DbConn {
+    Sqlite(deadpool::Object<SqliteConn>),
+    Postgres(deadpool::Object<PgConn>),
+}
+
+/// How long a request waits for a free connection before it is told the database is busy.
+const POOL_WAIT: Duration = Duration::from_secs(5);
+
+impl Db {
+    /// Builds the pool. Connections are opened lazily; call [`Db::ping`] to check reachability.
+    pub fn connect(url: &str, pool_size: usize) -> Result<Self, StoreError> {
+        let build_err = |e: deadpool::BuildError| StoreError::Config(e.to_string());
+        Ok(match Backend::of_url(url)? {
+            Backend::Sqlite => {
+                let path = sqlite_path(url).to_owned();
+                if let Some(dir) = std::path::Path::new(&path).parent()
+                    && !dir.as_os_str().is_empty()
+                {
+                    std::fs::create_dir_all(dir).map_err(|e| {
+                        StoreError::Config(format!("cannot create {}: {e}", dir.display()))
+                    })?;
+                }
+                let mut config = ManagerConfig::<SqliteConn>::default();
+                config.custom_setup = Box::new(|path| {
+                    let path = path.to_owned();
+                    Box::pin(async move {
+                        let mut conn = SqliteConn::establish(&path).await?;
+                        conn.batch_execute(SQLITE_PRAGMAS)
+                            .await
+                            .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+                        Ok(conn)
+                    })
+                });
+                let manager = AsyncDieselConnectionManager::new_with_config(path, config);
+                Db::Sqlite(
+                    deadpool::Pool::builder(manager)
+                        .max_size(pool_size)
+                        .wait_timeout(Some(POOL_WAIT))
+                        .create_timeout(Some(POOL_WAIT))
+                        .runtime(::deadpool::Runtime::Tokio1)
+                        .build()
+                        .map_err(build_err)?,
+                )
+            }
+            Backend::Postgres => {
+                let manager = AsyncDieselConnectionManager::<PgConn>::new(url);
+                Db::Postgres(
+                    deadpool::Pool::builder(manager)
+                        .max_size(pool_size)
+                        .wait_timeout(Some(POOL_WAIT))
+                        .create_timeout(Some(POOL_WAIT))
+                        .runtime(::deadpool::Runtime::Tokio1)
+                        .build()
+                        .map_err(build_err)?,
+                )
+            }
+        })
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self {
+            Db::Sqlite(_) => Backend::Sqlite,
+            Db::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// Takes a connection from the pool.
+    pub async fn get(&self) -> Result<DbConn, StoreError> {
+        Ok(match self {
+            Db::Sqlite(pool) => DbConn::Sqlite(pool.get().await?),
+            Db::Postgres(pool) => DbConn::Postgres(pool.get().await?),
+        })
+    }
+
+    /// Round-trips a trivial query: the readiness check.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let conn = &mut self.get().await?;
+        crate::db_run!(conn: { conn.batch_execute("SELECT 1").await?; });
+        Ok(())
+    }
+}
+
+/// Expands `$body` once per backend with `$conn` bound to the concrete connection, so the same
+/// diesel query is type-checked and run for SQLite and for PostgreSQL.
+#[macro_export]
+macro_rules! db_run {
+    ($conn:ident: $body:block) => {
+        match $conn {
+            $crate::store::DbConn::Sqlite($conn) => {
+                let $conn: &mut $crate::store::SqliteConn = &mut *$conn;
+                $body
+            }
+            $crate::store::DbConn::Postgres($conn) => {
+                let $conn: &mut $crate::store::PgConn = &mut *$conn;
+                $body
+            }
+        }
+    };
+}
+
+/// The future a transaction body returns.
+pub type TxFuture<'c, T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'c>>;
+
+impl DbConn {
+    /// Runs `body` in one transaction: committed if it returns `Ok`, rolled back otherwise.
+    ///
+    /// On SQLite the transaction is `BEGIN IMMEDIATE`: it takes the write lock up front, so two
+    /// read-then-write transactions queue on the busy timeout instead of failing on upgrade.
+    /// If the future is dropped half-way, diesel's transaction status marks the connection as
+    /// still in a transaction and the pool discards it rather than reuse it.
+    pub async fn transaction<T, E, F>(&mut self, body: F) -> Result<T, E>
+    where
+        F: for<'c> FnOnce(&'c mut DbConn) -> TxFuture<'c, T, E> + Send,
+        E: From<StoreError> + Send,
+        T: Send,
+    {
+        self.begin().await.map_err(StoreError::from)?;
+        match body(self).await {
+            Ok(value) => {
+                self.commit().await.map_err(StoreError::from)?;
+                Ok(value)
+            }
+            Err(error) => {
+                if let Err(rollback) = self.rollback().await {
+                    tracing::warn!(%rollback, "rollback failed");
+                }
+                Err(error)
+            }
+        }
+    }
+
+    async fn begin(&mut self) -> diesel::QueryResult<()> {
+        match self {
+            DbConn::Sqlite(conn) => {
+                conn.spawn_blocking(|inner| {
+                    SyncAnsiTransactionManager::begin_transaction_sql(inner, "BEGIN IMMEDIATE")
+                })
+                .await
+            }
+            DbConn::Postgres(conn) => {
+                <PgConn as AsyncConnection>::TransactionManager::begin_transaction(&mut **conn)
+                    .await
+            }
+        }
+    }
+
+    async fn commit(&mut self) -> diesel::QueryResult<()> {
+        let conn = self;
+        db_run!(conn: { commit(conn).await })
+    }
+
+    async fn rollback(&mut self) -> diesel::QueryResult<()> {
+        let conn = self;
+        db_run!(conn: { rollback(conn).await })
+    }
+}
+
+async fn commit<C: AsyncConnection>(conn: &mut C) -> diesel::QueryResult<()> {
+    C::TransactionManager::commit_transaction(conn).await
+}
+
+async fn rollback<C: AsyncConnection>(conn: &mut C) -> diesel::QueryResult<()> {
+    C::TransactionManager::rollback_transaction(conn).await
+}

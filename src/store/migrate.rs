@@ -1,0 +1,59 @@
+//! Embedded migrations, one folder per backend, applied at `serve` and by `im-server migrate`.
+
+use diesel::Connection;
+use diesel::connection::SimpleConnection;
+use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+
+use super::{Backend, PgConn, StoreError, sqlite_path};
+
+const SQLITE: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+const POSTGRES: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+
+/// Any fixed number will do, as long as no other tool on the same database uses it: it makes
+/// processes that start together apply the migrations one after the other.
+const PG_MIGRATION_LOCK: i64 = 0x494d_5345_5256;
+
+/// Applies every pending migration and returns how many ran.
+///
+/// diesel's migration harness is synchronous, so it runs on a blocking thread: SQLite with a
+/// plain connection, PostgreSQL through diesel-async's `AsyncConnectionWrapper` (no libpq).
+pub async fn run(url: &str) -> Result<usize, StoreError> {
+    let backend = Backend::of_url(url)?;
+    let url = url.to_owned();
+    tokio::task::spawn_blocking(move || match backend {
+        Backend::Sqlite => {
+            let path = sqlite_path(&url);
+            if let Some(dir) = std::path::Path::new(path).parent()
+                && !dir.as_os_str().is_empty()
+            {
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    StoreError::Config(format!("cannot create {}: {e}", dir.display()))
+                })?;
+            }
+            let mut conn = diesel::SqliteConnection::establish(path)
+                .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            conn.batch_execute("PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000;")?;
+            apply(&mut conn, SQLITE)
+        }
+        Backend::Postgres => {
+            let mut conn = AsyncConnectionWrapper::<PgConn>::establish(&url)
+                .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            conn.batch_execute(&format!("SELECT pg_advisory_lock({PG_MIGRATION_LOCK})"))?;
+            let applied = apply(&mut conn, POSTGRES);
+            conn.batch_execute(&format!("SELECT pg_advisory_unlock({PG_MIGRATION_LOCK})"))?;
+            applied
+        }
+    })
+    .await
+    .map_err(|e| StoreError::Query(format!("migration task failed: {e}")))?
+}
+
+fn apply<DB: diesel::backend::Backend>(
+    conn: &mut impl MigrationHarness<DB>,
+    migrations: EmbeddedMigrations,
+) -> Result<usize, StoreError> {
+    conn.run_pending_migrations(migrations)
+        .map(|versions| versions.len())
+        .map_err(|e| StoreError::Query(format!("migration failed: {e}")))
+}

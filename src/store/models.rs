@@ -1,0 +1,224 @@
+//! Records as read from the store, serialized in the wire shapes of API.md §3, and the insert
+//! forms that write them. Read models and insert forms are separate types (Lemmy's rule).
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use serde::Serialize;
+
+use super::schema::*;
+
+#[derive(Debug, Clone, Queryable, Selectable, Identifiable, Serialize)]
+#[diesel(table_name = users)]
+#[serde(rename_all = "camelCase")]
+pub struct User {
+    pub id: i32,
+    pub provider: String,
+    pub username: String,
+    /// Never leaves the server.
+    #[serde(skip)]
+    pub password: Option<String>,
+    #[serde(serialize_with = "crate::time::serialize")]
+    pub created_at: NaiveDateTime,
+    #[serde(serialize_with = "crate::time::serialize")]
+    pub updated_at: NaiveDateTime,
+}
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = users)]
+pub struct NewUser<'a> {
+    pub provider: &'a str,
+    pub username: &'a str,
+    pub password: Option<&'a str>,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Identifiable, Serialize)]
+#[diesel(table_name = user_infos)]
+#[serde(rename_all = "camelCase")]
+pub struct UserInfo {
+    pub id: i32,
+    pub user_id: i32,
+    pub nickname: String,
+    pub photo: String,
+    pub sign: Option<String>,
+    #[serde(serialize_with = "crate::time::serialize")]
+    pub created_at: NaiveDateTime,
+    #[serde(serialize_with = "crate::time::serialize")]
+    pub updated_at: NaiveDateTime,
+}
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = user_infos)]
+pub struct NewUserInfo<'a> {
+    pub user_id: i32,
+    pub nickname: &'a str,
+    pub photo: &'a str,
+    pub sign: Option<&'a str>,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+/// A role of the RBAC model (API.md §3 `role`).
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Identifiable, Serialize)]
+#[diesel(table_name = roles)]
+#[serde(rename_all = "camelCase")]
+pub struct Role {
+    pub id: i32,
+    pub name: String,
+    pub key_name: String,
+    #[serde(rename = "desc")]
+    pub description: String,
+    #[serde(serialize_with = "crate::time::serialize")]
+    pub created_at: NaiveDateTime,
+    #[serde(serialize_with = "crate::time::serialize")]
+    pub updated_at: NaiveDateTime,
+}
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = roles)]
+pub struct NewRole<'a> {
+    pub name: &'a str,
+    pub key_name: &'a str,
+    pub description: &'a str,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+/// A right of the RBAC model (API.md §3 `right`).
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Identifiable, Serialize)]
+#[diesel(table_name = rights)]
+#[serde(rename_all = "camelCase")]
+pub struct Right {
+    pub id: i32,
+    pub name: String,
+    pub key_name: String,
+    #[serde(rename = "desc")]
+    pub description: String,
+    #[serde(serialize_with = "crate::time::serialize")]
+    pub created_at: NaiveDateTime,
+    #[serde(serialize_with = "crate::time::serialize")]
+    pub updated_at: NaiveDateTime,
+}
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = rights)]
+pub struct NewRight<'a> {
+    pub name: &'a str,
+    pub key_name: &'a str,
+    pub description: &'a str,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Identifiable, Serialize)]
+#[diesel(table_name = conversations)]
+#[serde(rename_all = "camelCase")]
+pub struct Conversation {
+    pub id: i32,
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(serialize_with = "crate::time::serialize")]
+    pub active_time: NaiveDateTime,
+    pub active: bool,
+    /// The sequence number of the newest message; internal.
+    #[serde(skip)]
+    pub last_seq: i64,
+    #[serde(serialize_with = "crate::time::serialize")]
+    pub created_at: NaiveDateTime,
+    #[serde(serialize_with = "crate::time::serialize")]
+    pub updated_at: NaiveDateTime,
+}
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = conversations)]
+pub struct NewConversation<'a> {
+    pub kind: &'a str,
+    pub active_time: NaiveDateTime,
+    pub active: bool,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Identifiable, Serialize)]
+#[diesel(table_name = groups)]
+#[serde(rename_all = "camelCase")]
+pub struct Group {
+    pub id: i32,
+    pub name: String,
+    pub photo: String,
+    pub introduction: Option<String>,
+    pub disabled: bool,
+    pub mute: bool,
+    pub owner_id: i32,
+    pub conversation_id: i32,
+    #[serde(serialize_with = "crate::time::serialize")]
+    pub created_at: NaiveDateTime,
+    #[serde(serialize_with = "crate::time::serialize")]
+    pub updated_at: NaiveDateTime,
+}
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = groups)]
+pub struct NewGroup<'a> {
+    pub name: &'a str,
+    pub photo: &'a str,
+    pub introduction: Option<&'a str>,
+    pub owner_id: i32,
+    pub conversation_id: i32,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Identifiable, Serialize)]
+#[diesel(table_name = friends)]
+#[serde(rename_all = "camelCase")]
+pub struct Friend {
+    pub id: i32,
+    pub user_id: i32,
+    pub friend_id: i32,
+    pub conversation_id: i32,
+    #[serde(serialize_with = "crate::time::serialize")]
+    pub created_at: NaiveDateTime,
+    #[serde(serialize_with = "crate::time::serialize")]
+    pub updated_at: NaiveDateTime,
+}
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = friends)]
+pub struct NewFriend {
+    pub user_id: i32,
+    pub friend_id: i32,
+    pub conversation_id: i32,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Identifiable, Serialize)]
+#[diesel(table_name = applies)]
+#[serde(rename_all = "camelCase")]
+pub struct Apply {
+    pub id: i32,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub from_id: i32,
+    pub to_id: i32,
+    pub user_id: i32,
+    pub has_handled: bool,
+    #[serde(serialize_with = "crate::time::serialize")]
+    pub created_at: NaiveDateTime,
+    #[serde(serialize_with = "crate::time::serialize")]
+    pub updated_at: NaiveDateTime,
+}
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = applies)]
+pub struct NewApply<'a> {
+    pub kind: &'a str,
+    pub from_id: i32,
+    pub to_id: i32,
+    pub user_id: i32,
+    pub has_handled: bool,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
