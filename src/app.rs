@@ -52,13 +52,21 @@ impl App {
                 }
             }
         }
-        if let Some(password) = seed::bootstrap_admin(&mut conn, config.admin_password.as_deref()).await? {
+        if let Some(password) =
+            seed::bootstrap_admin(&mut conn, config.admin_password.as_deref()).await?
+        {
             // Printed, never logged: logs are shipped and kept, a terminal is not.
-            eprintln!("created user `admin` with password: {password}  (shown once; change it with `im-server user passwd admin`)");
+            eprintln!(
+                "created user `admin` with password: {password}  (shown once; change it with `im-server user passwd admin`)"
+            );
         }
         drop(conn);
         let sessions: Arc<dyn SessionStore> = MemorySessions::new(config.session_ttl());
-        Ok(Arc::new(App { config, db, sessions }))
+        Ok(Arc::new(App {
+            config,
+            db,
+            sessions,
+        }))
     }
 
     /// The whole HTTP surface.

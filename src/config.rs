@@ -17,7 +17,12 @@ pub struct Config {
     pub bind: SocketAddr,
 
     /// `sqlite://path/to/file.db` (embedded, created on first start) or `postgres://...`.
-    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://data/im.db", global = true)]
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite://data/im.db",
+        global = true
+    )]
     pub database_url: String,
 
     /// Most database connections this process holds.
@@ -29,7 +34,12 @@ pub struct Config {
     pub redis_url: Option<String>,
 
     /// Folder of uploaded files (under `upload/`), served at `/public/`.
-    #[arg(long, env = "IM_PUBLIC_DIR", default_value = "data/public", global = true)]
+    #[arg(
+        long,
+        env = "IM_PUBLIC_DIR",
+        default_value = "data/public",
+        global = true
+    )]
     pub public_dir: PathBuf,
 
     /// Largest uploaded file, in bytes.
@@ -59,11 +69,22 @@ pub struct Config {
     pub admin_password: Option<String>,
 
     /// HMAC key of the original server's password hashes, accepted until rehashed at login.
-    #[arg(long, env = "IM_LEGACY_SECRET", default_value = "im-server", global = true)]
+    #[arg(
+        long,
+        env = "IM_LEGACY_SECRET",
+        default_value = "im-server",
+        global = true
+    )]
     pub legacy_secret: String,
 
     /// Log format.
-    #[arg(long, env = "IM_LOG_FORMAT", value_enum, default_value = "human", global = true)]
+    #[arg(
+        long,
+        env = "IM_LOG_FORMAT",
+        value_enum,
+        default_value = "human",
+        global = true
+    )]
     pub log_format: LogFormat,
 }
 
@@ -114,7 +135,11 @@ pub fn redact_url(url: &str) -> String {
 }
 
 fn redact(secret: &Option<String>) -> &'static str {
-    if secret.is_some() { "Some(***)" } else { "None" }
+    if secret.is_some() {
+        "Some(***)"
+    } else {
+        "None"
+    }
 }
 
 impl fmt::Debug for Config {

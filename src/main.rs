@@ -11,7 +11,10 @@ use im_server::store;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
-#[command(version, about = "A Rust instant-messaging server, wire-compatible with the egg.js IM application")]
+#[command(
+    version,
+    about = "A Rust instant-messaging server, wire-compatible with the egg.js IM application"
+)]
 struct Cli {
     #[command(flatten)]
     config: Config,
@@ -109,7 +112,11 @@ async fn main() -> anyhow::Result<()> {
         Command::User(command) => {
             let app = App::start(config, Startup::default()).await?;
             match command {
-                UserCommand::Create { username, password, role } => {
+                UserCommand::Create {
+                    username,
+                    password,
+                    role,
+                } => {
                     let password = password_or_stdin(password)?;
                     let role_key = rbac::ROLES
                         .iter()
@@ -118,7 +125,9 @@ async fn main() -> anyhow::Result<()> {
                         .with_context(|| format!("unknown role {role:?}"))?;
                     let hash = accounts::hash_password(&password).await?;
                     let mut conn = app.db.get().await?;
-                    let user = accounts::create_local_user(&mut conn, &username, &hash, role_key, false).await?;
+                    let user =
+                        accounts::create_local_user(&mut conn, &username, &hash, role_key, false)
+                            .await?;
                     println!("created user {} (id {})", user.username, user.id);
                 }
                 UserCommand::Passwd { username, password } => {
@@ -131,4 +140,3 @@ async fn main() -> anyhow::Result<()> {
         }
     }
 }
-

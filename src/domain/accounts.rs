@@ -49,12 +49,24 @@ pub async fn hash_password(password: &str) -> Result<String, DomainError> {
         .map_err(|e| DomainError::Internal(format!("hashing failed: {e}")))
 }
 
-async fn verify_password(stored: &str, password: &str, legacy_secret: &str) -> Result<Verdict, DomainError> {
-    let (stored, password, secret) = (stored.to_owned(), password.to_owned(), legacy_secret.to_owned());
+async fn verify_password(
+    stored: &str,
+    password: &str,
+    legacy_secret: &str,
+) -> Result<Verdict, DomainError> {
+    let (stored, password, secret) = (
+        stored.to_owned(),
+        password.to_owned(),
+        legacy_secret.to_owned(),
+    );
     Ok(tokio::task::spawn_blocking(move || password::verify(&password, &stored, &secret)).await?)
 }
 
-async fn identity(conn: &mut DbConn, user_id: i32, token: Option<String>) -> Result<Identity, DomainError> {
+async fn identity(
+    conn: &mut DbConn,
+    user_id: i32,
+    token: Option<String>,
+) -> Result<Identity, DomainError> {
     Ok(Identity {
         user_info: store::accounts::find_user_info(conn, user_id).await?,
         rights: store::rbac::rights_of_user(conn, user_id).await?,
@@ -77,14 +89,21 @@ pub async fn login(app: &App, username: &str, password: &str) -> Result<Identity
         Verdict::MatchLegacy => {
             let upgraded = hash_password(password).await?;
             store::accounts::set_password(&mut conn, user.id, &upgraded).await?;
-            tracing::info!(user_id = user.id, "legacy password hash upgraded to argon2id");
+            tracing::info!(
+                user_id = user.id,
+                "legacy password hash upgraded to argon2id"
+            );
         }
     }
     open_session(app, &mut conn, &user).await
 }
 
 /// Opens a session for a user whose credentials were checked, if they may log in.
-pub async fn open_session(app: &App, conn: &mut DbConn, user: &User) -> Result<Identity, DomainError> {
+pub async fn open_session(
+    app: &App,
+    conn: &mut DbConn,
+    user: &User,
+) -> Result<Identity, DomainError> {
     let rights = store::rbac::rights_of_user(conn, user.id).await?;
     if !rights.iter().any(|r| r.key_name == right::LOGIN) {
         return Err(DomainError::rejected("不具备登录权限"));
@@ -121,7 +140,10 @@ pub async fn create_local_user(
     let (username, password_hash) = (username.to_owned(), password_hash.to_owned());
     conn.transaction(move |tx| {
         Box::pin(async move {
-            if store::accounts::find_user_by_username(tx, &username).await?.is_some() {
+            if store::accounts::find_user_by_username(tx, &username)
+                .await?
+                .is_some()
+            {
                 return Err(DomainError::rejected("用户名重复"));
             }
             let now = crate::time::now();
@@ -154,7 +176,9 @@ pub async fn create_local_user(
             .await?;
             let role = store::rbac::find_role_by_key(tx, role_key)
                 .await?
-                .ok_or_else(|| DomainError::Internal(format!("built-in role {role_key} is missing")))?;
+                .ok_or_else(|| {
+                    DomainError::Internal(format!("built-in role {role_key} is missing"))
+                })?;
             store::rbac::grant_role(tx, user.id, role.id).await?;
             if join_group && let Some(group) = store::groups::first_open_group(tx).await? {
                 store::groups::add_member(tx, group.id, user.id).await?;

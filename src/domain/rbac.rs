@@ -38,19 +38,59 @@ pub struct RoleSpec {
 
 /// The original's rights, in its order (ids 1..5 on a new database).
 pub const RIGHTS: [RightSpec; 5] = [
-    RightSpec { name: "管理", key: right::ADMIN, desc: "使用管理后台" },
-    RightSpec { name: "登录", key: right::LOGIN, desc: "登录系统" },
-    RightSpec { name: "发言", key: right::SPEAK, desc: "发送消息" },
-    RightSpec { name: "配置", key: right::CONF, desc: "修改配置" },
-    RightSpec { name: "测试", key: right::TEST, desc: "测试新功能" },
+    RightSpec {
+        name: "管理",
+        key: right::ADMIN,
+        desc: "使用管理后台",
+    },
+    RightSpec {
+        name: "登录",
+        key: right::LOGIN,
+        desc: "登录系统",
+    },
+    RightSpec {
+        name: "发言",
+        key: right::SPEAK,
+        desc: "发送消息",
+    },
+    RightSpec {
+        name: "配置",
+        key: right::CONF,
+        desc: "修改配置",
+    },
+    RightSpec {
+        name: "测试",
+        key: right::TEST,
+        desc: "测试新功能",
+    },
 ];
 
 /// The original's roles, in its order (ids 1..4 on a new database), with their default rights.
 pub const ROLES: [RoleSpec; 4] = [
-    RoleSpec { name: "管理员", key: role::ADMIN, desc: "管理员", rights: &[right::ADMIN, right::LOGIN] },
-    RoleSpec { name: "用户", key: role::USER, desc: "普通用户", rights: &[right::LOGIN, right::SPEAK] },
-    RoleSpec { name: "封禁", key: role::DISABLED, desc: "封禁的用户", rights: &[] },
-    RoleSpec { name: "禁言", key: role::MUTE, desc: "禁言的用户", rights: &[right::LOGIN] },
+    RoleSpec {
+        name: "管理员",
+        key: role::ADMIN,
+        desc: "管理员",
+        rights: &[right::ADMIN, right::LOGIN],
+    },
+    RoleSpec {
+        name: "用户",
+        key: role::USER,
+        desc: "普通用户",
+        rights: &[right::LOGIN, right::SPEAK],
+    },
+    RoleSpec {
+        name: "封禁",
+        key: role::DISABLED,
+        desc: "封禁的用户",
+        rights: &[],
+    },
+    RoleSpec {
+        name: "禁言",
+        key: role::MUTE,
+        desc: "禁言的用户",
+        rights: &[right::LOGIN],
+    },
 ];
 
 /// Creates whichever of the built-in rights and roles is missing. A role's default rights are
@@ -60,7 +100,10 @@ pub async fn ensure_builtin(conn: &mut DbConn) -> Result<(), DomainError> {
         Box::pin(async move {
             let now = crate::time::now();
             for spec in &RIGHTS {
-                if store::rbac::find_right_by_key(tx, spec.key).await?.is_none() {
+                if store::rbac::find_right_by_key(tx, spec.key)
+                    .await?
+                    .is_none()
+                {
                     store::rbac::insert_right(
                         tx,
                         &store::models::NewRight {

@@ -11,14 +11,17 @@ use super::rbac::{right, role};
 
 const DEMO_PASSWORD: &str = "123456";
 const DEMO_SIGN: &str = "念念不忘，必有回响~";
-const DEMO_INTRODUCTION: &str = "富强、民主、文明、和谐、自由、平等、公正、法治、爱国、敬业、诚信、友善";
+const DEMO_INTRODUCTION: &str =
+    "富强、民主、文明、和谐、自由、平等、公正、法治、爱国、敬业、诚信、友善";
 pub const DEMO_GROUPS: [&str; 2] = ["谈笑有鸿儒", "往来无白丁"];
 const GROUP_PHOTO: &str = "/public/images/group.png";
 
 /// What [`demo`] did.
 #[derive(Debug, PartialEq, Eq)]
 pub enum DemoOutcome {
-    Created { users: usize },
+    Created {
+        users: usize,
+    },
     /// The database already had users; nothing was written.
     SkippedNotEmpty,
 }
@@ -74,7 +77,9 @@ pub async fn demo(conn: &mut DbConn) -> Result<DemoOutcome, DomainError> {
                 .await?;
                 let role = store::rbac::find_role_by_key(tx, role_key)
                     .await?
-                    .ok_or_else(|| DomainError::Internal(format!("built-in role {role_key} is missing")))?;
+                    .ok_or_else(|| {
+                        DomainError::Internal(format!("built-in role {role_key} is missing"))
+                    })?;
                 store::rbac::grant_role(tx, user.id, role.id).await?;
                 ids.insert(username.clone(), user.id);
             }
@@ -109,13 +114,22 @@ pub async fn demo(conn: &mut DbConn) -> Result<DemoOutcome, DomainError> {
                 updated_at: now,
             };
             for member in ["member1", "member2"] {
-                store::applies::insert_apply(tx, &apply("user", id(member), id("user"), id("user"))).await?;
+                store::applies::insert_apply(
+                    tx,
+                    &apply("user", id(member), id("user"), id("user")),
+                )
+                .await?;
             }
 
-            let mut members = vec!["user".to_owned(), "disabled".to_owned(), "muteuser".to_owned()];
+            let mut members = vec![
+                "user".to_owned(),
+                "disabled".to_owned(),
+                "muteuser".to_owned(),
+            ];
             members.extend((1..=10).map(|n| format!("member{n}")));
             for (n, name) in DEMO_GROUPS.iter().enumerate() {
-                let conversation = store::conversations::insert_conversation(tx, "groupchat").await?;
+                let conversation =
+                    store::conversations::insert_conversation(tx, "groupchat").await?;
                 let group = store::groups::insert_group(
                     tx,
                     &NewGroup {
@@ -134,7 +148,11 @@ pub async fn demo(conn: &mut DbConn) -> Result<DemoOutcome, DomainError> {
                 }
                 // The original created the group apply right after the first group (apply 3).
                 if n == 0 {
-                    store::applies::insert_apply(tx, &apply("group", id("member11"), group.id, id("user"))).await?;
+                    store::applies::insert_apply(
+                        tx,
+                        &apply("group", id("member11"), group.id, id("user")),
+                    )
+                    .await?;
                 }
             }
             Ok(DemoOutcome::Created { users: ids.len() })
@@ -152,7 +170,10 @@ pub async fn bootstrap_admin(
     if store::rbac::anyone_holds_right(conn, right::ADMIN).await? {
         return Ok(None);
     }
-    if store::accounts::find_user_by_username(conn, "admin").await?.is_some() {
+    if store::accounts::find_user_by_username(conn, "admin")
+        .await?
+        .is_some()
+    {
         return Err(DomainError::Internal(
             "no user holds the admin right and the name `admin` is taken: grant the admin role by hand".into(),
         ));

@@ -3,9 +3,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Router;
 use axum::extract::State;
 use axum::routing::{get, post};
-use axum::Router;
 use serde::Deserialize;
 use tower_cookies::cookie::SameSite;
 use tower_cookies::{Cookie, Cookies};
@@ -13,8 +13,8 @@ use tower_cookies::{Cookie, Cookies};
 use super::envelope::{ApiResult, ok};
 use super::extract::Body;
 use crate::app::App;
-use crate::domain::accounts::{self, Identity};
 use crate::domain::Actor;
+use crate::domain::accounts::{self, Identity};
 
 pub fn router() -> Router<Arc<App>> {
     Router::new()
@@ -38,7 +38,11 @@ pub fn session_cookie(app: &App, session_id: String) -> Cookie<'static> {
         .http_only(true)
         .same_site(SameSite::Lax)
         .secure(app.config.cookie_secure)
-        .max_age(max_age.try_into().unwrap_or(tower_cookies::cookie::time::Duration::DAY))
+        .max_age(
+            max_age
+                .try_into()
+                .unwrap_or(tower_cookies::cookie::time::Duration::DAY),
+        )
         .build()
 }
 
@@ -68,9 +72,17 @@ async fn create_login(
     ok(identity)
 }
 
-async fn create_logout(State(app): State<Arc<App>>, cookies: Cookies, actor: Actor) -> ApiResult<()> {
+async fn create_logout(
+    State(app): State<Arc<App>>,
+    cookies: Cookies,
+    actor: Actor,
+) -> ApiResult<()> {
     accounts::logout(&app, &actor).await?;
-    cookies.remove(Cookie::build((app.config.cookie_name.clone(), "")).path("/").build());
+    cookies.remove(
+        Cookie::build((app.config.cookie_name.clone(), ""))
+            .path("/")
+            .build(),
+    );
     ok(())
 }
 

@@ -33,7 +33,10 @@ async fn show_readiness(State(app): State<Arc<App>>) -> (StatusCode, Json<Value>
         Err(_) => Err("timed out".to_owned()),
     };
     match database {
-        Ok(()) => (StatusCode::OK, Json(json!({ "status": "ok", "database": "ok" }))),
+        Ok(()) => (
+            StatusCode::OK,
+            Json(json!({ "status": "ok", "database": "ok" })),
+        ),
         Err(cause) => {
             tracing::warn!(%cause, "readiness: database unavailable");
             (

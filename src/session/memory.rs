@@ -53,7 +53,9 @@ impl MemorySessions {
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // A panic while holding the lock cannot leave the maps inconsistent with each other in a
         // way that matters more than losing every session, so keep serving.
-        self.inner.lock().unwrap_or_else(|poison| poison.into_inner())
+        self.inner
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
     }
 
     fn sweep(&self) {

@@ -1,8 +1,8 @@
 //! Password hashing: argon2id for everything written, and the original server's hex
 //! HMAC-SHA256 accepted on read so an imported database keeps working until each user logs in.
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
@@ -65,7 +65,7 @@ mod tests {
     fn argon2_round_trip() {
         let stored = hash("123456").unwrap();
         assert!(stored.starts_with("$argon2id$"));
-        assert_eq!(verify("123456", stored, "im-server"), Verdict::Match);
+        assert_eq!(verify("123456", &stored, "im-server"), Verdict::Match);
         assert_eq!(verify("1234567", &stored, "im-server"), Verdict::Mismatch);
     }
 

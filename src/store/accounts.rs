@@ -42,11 +42,7 @@ pub async fn insert_user(conn: &mut DbConn, new: &NewUser<'_>) -> Result<User, S
     })
 }
 
-pub async fn set_password(
-    conn: &mut DbConn,
-    user_id: i32,
-    hash: &str,
-) -> Result<(), StoreError> {
+pub async fn set_password(conn: &mut DbConn, user_id: i32, hash: &str) -> Result<(), StoreError> {
     let now = crate::time::now();
     db_run!(conn: {
         diesel::update(users::table.find(user_id))

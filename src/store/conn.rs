@@ -62,6 +62,10 @@ pub enum Db {
 }
 
 /// One pooled connection, returned to the pool on drop.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one lives per request on its stack; boxing would cost an allocation per checkout"
+)]
 pub enum DbConn {
     Sqlite(deadpool::Object<SqliteConn>),
     Postgres(deadpool::Object<PgConn>),

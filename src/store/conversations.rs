@@ -9,7 +9,10 @@ use crate::db_run;
 use diesel::prelude::*;
 
 /// Opens a new, active conversation of `kind` (`chat` or `groupchat`).
-pub async fn insert_conversation(conn: &mut DbConn, kind: &str) -> Result<Conversation, StoreError> {
+pub async fn insert_conversation(
+    conn: &mut DbConn,
+    kind: &str,
+) -> Result<Conversation, StoreError> {
     let now = crate::time::now();
     let new = NewConversation {
         kind,

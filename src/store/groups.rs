@@ -47,3 +47,29 @@ pub async fn first_open_group(conn: &mut DbConn) -> Result<Option<Group>, StoreE
             .optional()?)
     })
 }
+
+pub async fn find_group_by_name(
+    conn: &mut DbConn,
+    name: &str,
+) -> Result<Option<Group>, StoreError> {
+    db_run!(conn: {
+        Ok(groups::table
+            .filter(groups::name.eq(name))
+            .select(Group::as_select())
+            .first(conn)
+            .await
+            .optional()?)
+    })
+}
+
+pub async fn is_member(conn: &mut DbConn, group_id: i32, user_id: i32) -> Result<bool, StoreError> {
+    db_run!(conn: {
+        Ok(diesel::select(diesel::dsl::exists(
+            user_groups::table
+                .filter(user_groups::group_id.eq(group_id))
+                .filter(user_groups::user_id.eq(user_id)),
+        ))
+        .get_result(conn)
+        .await?)
+    })
+}

@@ -7,11 +7,12 @@ pub mod models;
 pub mod schema;
 
 pub mod accounts;
-pub mod rbac;
 pub mod applies;
 pub mod conversations;
 pub mod friends;
 pub mod groups;
+pub mod rbac;
+pub mod stats;
 
 pub use conn::{Backend, Db, DbConn, PgConn, SqliteConn, TxFuture, sqlite_path};
 
@@ -43,9 +44,7 @@ impl From<DieselError> for StoreError {
             DieselError::NotFound => StoreError::NotFound,
             DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, info) => {
                 StoreError::UniqueViolation(
-                    info.constraint_name()
-                        .unwrap_or(info.message())
-                        .to_owned(),
+                    info.constraint_name().unwrap_or(info.message()).to_owned(),
                 )
             }
             DieselError::DatabaseError(

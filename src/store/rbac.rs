@@ -51,10 +51,7 @@ pub async fn find_role_by_key(conn: &mut DbConn, key: &str) -> Result<Option<Rol
     })
 }
 
-pub async fn find_right_by_key(
-    conn: &mut DbConn,
-    key: &str,
-) -> Result<Option<Right>, StoreError> {
+pub async fn find_right_by_key(conn: &mut DbConn, key: &str) -> Result<Option<Right>, StoreError> {
     db_run!(conn: {
         Ok(rights::table
             .filter(rights::key_name.eq(key))
@@ -119,4 +116,21 @@ pub async fn anyone_holds_right(conn: &mut DbConn, key: &str) -> Result<bool, St
             .await?;
         Ok(holders > 0)
     })
+}
+
+/// Replaces all of a user's roles with `role_ids`.
+pub async fn set_user_roles(
+    conn: &mut DbConn,
+    user_id: i32,
+    role_ids: &[i32],
+) -> Result<(), StoreError> {
+    db_run!(conn: {
+        diesel::delete(user_roles::table.filter(user_roles::user_id.eq(user_id)))
+            .execute(conn)
+            .await?;
+    });
+    for role_id in role_ids {
+        grant_role(conn, user_id, *role_id).await?;
+    }
+    Ok(())
 }

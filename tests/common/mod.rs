@@ -1,0 +1,298 @@
+//! The test harness: a real server on a loopback port, with its own database per test (a temporary
+//! SQLite file, or a new PostgreSQL database), and HTTP clients with cookie jars.
+#![allow(dead_code)] // each test binary uses its own part of the harness
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use clap::Parser;
+use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+use im_server::app::{App, Startup};
+use im_server::config::Config;
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+/// Where a test's database lives.
+#[derive(Debug, Clone)]
+pub enum Backend {
+    Sqlite,
+    /// The server URL of a PostgreSQL cluster, without a database name.
+    Postgres(String),
+}
+
+impl Backend {
+    /// PostgreSQL when `IM_TEST_POSTGRES_URL` is set (e.g. `postgres://postgres@127.0.0.1:5432`).
+    /// In CI it must be: a PostgreSQL test that cannot run is a failure there, not a skip.
+    pub fn postgres() -> Option<Backend> {
+        match std::env::var("IM_TEST_POSTGRES_URL") {
+            Ok(url) if !url.is_empty() => {
+                Some(Backend::Postgres(url.trim_end_matches('/').to_owned()))
+            }
+            _ if std::env::var_os("CI").is_some() => {
+                panic!(
+                    "IM_TEST_POSTGRES_URL must be set in CI: PostgreSQL tests may not be skipped"
+                )
+            }
+            _ => {
+                eprintln!(
+                    "IM_TEST_POSTGRES_URL unset: PostgreSQL variant not run (.ci/run runs it)"
+                );
+                None
+            }
+        }
+    }
+}
+
+/// Runs each named `async fn(Backend)` as two tests: `sqlite::name` and `postgres::name`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::common::Backend::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if let Some(backend) = $crate::common::Backend::postgres() {
+                        super::$name(backend).await
+                    }
+                }
+            )*
+        }
+    };
+}
+
+static DATABASES: AtomicU32 = AtomicU32::new(0);
+
+/// A running server and what it runs on.
+pub struct TestServer {
+    pub base: String,
+    pub app: Arc<App>,
+    pub backend: Backend,
+    pub database_url: String,
+    shutdown: Option<oneshot::Sender<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    /// A server with the demo data of API.md §6.
+    pub async fn start(backend: Backend) -> TestServer {
+        Self::start_with(backend, Startup { demo: true }, |_| {}).await
+    }
+
+    /// A server with `startup`, whose configuration `tweak` may change.
+    pub async fn start_with(
+        backend: Backend,
+        startup: Startup,
+        tweak: impl FnOnce(&mut Config),
+    ) -> TestServer {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let database_url = match &backend {
+            Backend::Sqlite => format!("sqlite://{}", dir.path().join("im.db").display()),
+            Backend::Postgres(server) => new_pg_database(server).await,
+        };
+        let public = dir.path().join("public");
+        let mut config = Config::try_parse_from([
+            "im-server",
+            "--bind",
+            "127.0.0.1:0",
+            "--database-url",
+            &database_url,
+            "--public-dir",
+            public.to_str().expect("utf-8 temp path"),
+            "--db-pool",
+            "8",
+            "--admin-password",
+            "admin-password",
+        ])
+        .expect("test configuration parses");
+        tweak(&mut config);
+        let app = App::start(config, startup).await.expect("server starts");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("local addr"));
+        let (tx, rx) = oneshot::channel::<()>();
+        tokio::spawn(app.clone().serve(listener, async move {
+            let _ = rx.await;
+        }));
+        TestServer {
+            base,
+            app,
+            backend,
+            database_url,
+            shutdown: Some(tx),
+            _dir: dir,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// A client with its own cookie jar, like one browser.
+    pub fn client(&self) -> Client {
+        Client {
+            http: reqwest::Client::builder()
+                .cookie_store(true)
+                .build()
+                .expect("http client"),
+            base: self.base.clone(),
+        }
+    }
+
+    /// A client logged in as `username` (demo password `123456`).
+    pub async fn logged_in(&self, username: &str) -> Client {
+        let client = self.client();
+        let reply = client.login(username, "123456").await;
+        assert_eq!(reply["statusCode"], "0", "login of {username}: {reply}");
+        client
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Creates an empty database named for this test process and returns its URL.
+async fn new_pg_database(server: &str) -> String {
+    let name = format!(
+        "im_test_{}_{}_{}",
+        std::process::id(),
+        DATABASES.fetch_add(1, Ordering::Relaxed),
+        rand_suffix()
+    );
+    let mut admin = AsyncPgConnection::establish(&format!("{server}/postgres"))
+        .await
+        .expect("IM_TEST_POSTGRES_URL reachable");
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .expect("create test database");
+    format!("{server}/{name}")
+}
+
+fn rand_suffix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64 % 1_000_000_007)
+        .unwrap_or(0)
+}
+
+/// An HTTP client with a cookie jar, speaking the REST envelope.
+#[derive(Clone)]
+pub struct Client {
+    pub http: reqwest::Client,
+    pub base: String,
+}
+
+impl Client {
+    pub async fn login(&self, username: &str, password: &str) -> Value {
+        self.post(
+            "/api/v1/login",
+            &serde_json::json!({"username": username, "password": password}),
+        )
+        .await
+    }
+
+    pub async fn get(&self, path: &str) -> Value {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .expect("GET");
+        response.json().await.expect("JSON answer")
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> Value {
+        self.send(reqwest::Method::POST, path, body).await
+    }
+
+    pub async fn put(&self, path: &str, body: &Value) -> Value {
+        self.send(reqwest::Method::PUT, path, body).await
+    }
+
+    pub async fn delete(&self, path: &str, body: &Value) -> Value {
+        self.send(reqwest::Method::DELETE, path, body).await
+    }
+
+    pub async fn send(&self, method: reqwest::Method, path: &str, body: &Value) -> Value {
+        let response = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .json(body)
+            .send()
+            .await
+            .expect("request");
+        response.json().await.expect("JSON answer")
+    }
+}
+
+/// Asserts an envelope failure with `code` and `message`.
+#[track_caller]
+pub fn assert_refused(reply: &Value, code: &str, message: &str) {
+    assert_eq!(
+        reply,
+        &serde_json::json!({"statusCode": code, "errorMessage": message, "data": null}),
+        "expected refusal {code} {message}"
+    );
+}
+
+/// Asserts success and returns `data`.
+#[track_caller]
+pub fn data(reply: &Value) -> &Value {
+    assert_eq!(reply["statusCode"], "0", "expected success: {reply}");
+    assert_eq!(reply["errorMessage"], Value::Null, "{reply}");
+    &reply["data"]
+}
+
+/// Replaces every `YYYY-MM-DD HH:mm:ss` string with `"<time>"`, after checking its format, so a
+/// whole response can be compared with an expected value.
+pub fn mask_times(value: &Value) -> Value {
+    match value {
+        Value::String(s) if looks_like_time(s) => Value::String("<time>".into()),
+        Value::Array(items) => Value::Array(items.iter().map(mask_times).collect()),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| {
+                    if k.ends_with("At") || k == "activeTime" {
+                        assert!(
+                            v.as_str().is_some_and(looks_like_time),
+                            "{k} is not a YYYY-MM-DD HH:mm:ss time: {v}"
+                        );
+                    }
+                    (k.clone(), mask_times(v))
+                })
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+fn looks_like_time(s: &str) -> bool {
+    chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").is_ok() && s.len() == 19
+}
+
+/// Fails if any object in `value` has a `password` field.
+#[track_caller]
+pub fn assert_no_password(value: &Value) {
+    match value {
+        Value::Array(items) => items.iter().for_each(assert_no_password),
+        Value::Object(map) => {
+            assert!(!map.contains_key("password"), "password leaked: {value}");
+            map.values().for_each(assert_no_password);
+        }
+        _ => {}
+    }
+}
