@@ -13,7 +13,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::config::{Config, redact_url};
-use crate::domain::{rbac, seed};
+use crate::domain::{events, rbac, seed};
 use crate::session::SessionStore;
 use crate::session::memory::MemorySessions;
 use crate::store::{self, Db};
@@ -23,6 +23,8 @@ pub struct App {
     pub config: Config,
     pub db: Db,
     pub sessions: Arc<dyn SessionStore>,
+    /// Changes the transports must act on (a ban drops the user's sockets).
+    pub events: events::Events,
 }
 
 /// What to do to the database before serving.
@@ -66,6 +68,7 @@ impl App {
             config,
             db,
             sessions,
+            events: events::channel(),
         }))
     }
 

@@ -2,7 +2,9 @@
 //! stored. REST handlers and Socket.IO handlers call these functions and only render the result.
 
 pub mod accounts;
+pub mod conversations;
 mod error;
+pub mod events;
 pub mod rbac;
 pub mod seed;
 

@@ -1,12 +1,12 @@
 //! Conversations: the rooms that a friendship or a group talks in.
 
+use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
-use super::models::{Conversation, NewConversation};
-use super::schema::conversations;
+use super::models::{Conversation, Friend, Group, NewConversation};
+use super::schema::{conversations, friends, groups, user_groups};
 use super::{DbConn, StoreError};
 use crate::db_run;
-use diesel::prelude::*;
 
 /// Opens a new, active conversation of `kind` (`chat` or `groupchat`).
 pub async fn insert_conversation(
@@ -27,5 +27,47 @@ pub async fn insert_conversation(
             .returning(Conversation::as_returning())
             .get_result(conn)
             .await?)
+    })
+}
+
+/// What a conversation belongs to: a friendship or a group.
+#[derive(Debug, Clone)]
+pub enum Owner {
+    Friendship(Friend),
+    Group(Group),
+}
+
+/// The conversation and its owner, if `user_id` takes part in it: one of the pair of a friendship,
+/// or a member of the group (disabled or not: callers decide what a disbanded group still allows).
+pub async fn find_for_member(
+    conn: &mut DbConn,
+    conversation_id: i32,
+    user_id: i32,
+) -> Result<Option<(Conversation, Owner)>, StoreError> {
+    db_run!(conn: {
+        let friendship: Option<(Conversation, Friend)> = conversations::table
+            .inner_join(friends::table)
+            .filter(conversations::id.eq(conversation_id))
+            .filter(friends::user_id.eq(user_id).or(friends::friend_id.eq(user_id)))
+            .select((Conversation::as_select(), Friend::as_select()))
+            .first(conn)
+            .await
+            .optional()?;
+        if let Some((conversation, friend)) = friendship {
+            return Ok(Some((conversation, Owner::Friendship(friend))));
+        }
+        let group: Option<(Conversation, Group)> = conversations::table
+            .inner_join(groups::table)
+            .filter(conversations::id.eq(conversation_id))
+            .filter(diesel::dsl::exists(
+                user_groups::table
+                    .filter(user_groups::group_id.eq(groups::id))
+                    .filter(user_groups::user_id.eq(user_id)),
+            ))
+            .select((Conversation::as_select(), Group::as_select()))
+            .first(conn)
+            .await
+            .optional()?;
+        Ok(group.map(|(conversation, group)| (conversation, Owner::Group(group))))
     })
 }
