@@ -296,3 +296,22 @@ pub fn assert_no_password(value: &Value) {
         _ => {}
     }
 }
+
+/// The Redis of the tests, from `IM_TEST_REDIS_URL` (e.g. `redis://127.0.0.1:6379`); required in CI.
+pub fn redis_url() -> Option<String> {
+    match std::env::var("IM_TEST_REDIS_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ if std::env::var_os("CI").is_some() => {
+            panic!("IM_TEST_REDIS_URL must be set in CI: Redis tests may not be skipped")
+        }
+        _ => {
+            eprintln!("IM_TEST_REDIS_URL unset: Redis test not run (.ci/run runs it)");
+            None
+        }
+    }
+}
+
+/// A Redis key prefix no other test uses.
+pub fn unique_prefix() -> String {
+    format!("imtest:{}:{}:", std::process::id(), rand_suffix())
+}
