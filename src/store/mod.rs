@@ -8,6 +8,7 @@ pub mod schema;
 
 pub mod accounts;
 pub mod applies;
+pub mod bulk;
 pub mod conversations;
 pub mod friends;
 pub mod groups;
