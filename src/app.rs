@@ -83,6 +83,7 @@ impl App {
         Router::new()
             .nest("/api/v1", crate::http::api_router())
             .merge(crate::http::health::router())
+            .merge(crate::http::files::router(self))
             .fallback(|| async { crate::http::envelope::not_found() })
             .layer(CookieManagerLayer::new())
             // The original's (egg-security) headers.

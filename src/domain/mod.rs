@@ -2,11 +2,17 @@
 //! stored. REST handlers and Socket.IO handlers call these functions and only render the result.
 
 pub mod accounts;
+pub mod applies;
 pub mod conversations;
 mod error;
 pub mod events;
+pub mod friendship;
+pub mod groups;
+pub mod profiles;
 pub mod rbac;
+pub mod search;
 pub mod seed;
+pub mod uploads;
 
 pub use error::DomainError;
 

@@ -64,3 +64,18 @@ impl From<diesel_async::pooled_connection::deadpool::PoolError> for StoreError {
         StoreError::Unavailable(error.to_string())
     }
 }
+
+/// A LIKE pattern matching text that contains `value` literally: `\`, `%` and `_` are escaped with
+/// `\`, which every query using it names as its ESCAPE character (SQLite has no default one).
+pub fn contains_pattern(value: &str) -> String {
+    let mut pattern = String::with_capacity(value.len() + 2);
+    pattern.push('%');
+    for c in value.chars() {
+        if matches!(c, '\\' | '%' | '_') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
