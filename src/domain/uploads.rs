@@ -232,9 +232,9 @@ fn io_error(doing: &str, path: &Path, error: std::io::Error) -> DomainError {
 fn human_size(bytes: usize) -> String {
     const MB: usize = 1024 * 1024;
     const KB: usize = 1024;
-    if bytes >= MB && bytes % MB == 0 {
+    if bytes >= MB && bytes.is_multiple_of(MB) {
         format!("{} MB", bytes / MB)
-    } else if bytes >= KB && bytes % KB == 0 {
+    } else if bytes >= KB && bytes.is_multiple_of(KB) {
         format!("{} KB", bytes / KB)
     } else {
         format!("{bytes} 字节")

@@ -1,19 +1,21 @@
 //! File upload: `POST /upload`, a multipart form of one or more files.
 //!
-//! axum's default body limit (2 MB) would refuse a 3 MB picture, so this route lifts it and
-//! bounds the body itself while streaming: at most `MAX_FILES` files of `upload_max` bytes each,
-//! and a few small text fields. Nothing is held in memory beyond a chunk.
+//! axum's default body limit (2 MB) would refuse a 3 MB picture, so this route replaces it with
+//! one sized from the configuration (room for `MAX_FILES` files of `upload_max` bytes and a few
+//! small text fields), and checks each part while streaming it to disk. Nothing is held in
+//! memory beyond a chunk.
 
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::multipart::{Field, MultipartRejection};
-use axum::extract::{DefaultBodyLimit, Multipart, State};
+use axum::body::Body;
+use axum::extract::multipart::Field;
+use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Request, State};
 use axum::routing::post;
 
 use super::envelope::{ApiResult, ok};
 use crate::app::App;
-use crate::domain::uploads::{UploadBatch, Uploaded};
+use crate::domain::uploads::{MAX_FILES, UploadBatch, Uploaded};
 use crate::domain::{Actor, DomainError};
 
 pub fn router() -> Router<Arc<App>> {
@@ -26,6 +28,14 @@ pub fn router() -> Router<Arc<App>> {
 /// Text fields (not files) a form may carry, and how large each may be: mini-programs add a few.
 const MAX_TEXT_FIELDS: usize = 16;
 const MAX_TEXT_FIELD: usize = 16 * 1024;
+/// Room for each part's boundary and headers.
+const PART_OVERHEAD: usize = 16 * 1024;
+
+/// The largest form this route reads: anything larger is cut off and refused.
+fn body_limit(upload_max: usize) -> usize {
+    MAX_FILES.saturating_mul(upload_max.saturating_add(PART_OVERHEAD))
+        + MAX_TEXT_FIELDS * (MAX_TEXT_FIELD + PART_OVERHEAD)
+}
 
 fn malformed() -> DomainError {
     DomainError::invalid("上传内容格式错误")
@@ -34,9 +44,13 @@ fn malformed() -> DomainError {
 async fn create_upload(
     State(app): State<Arc<App>>,
     _actor: Actor,
-    multipart: Result<Multipart, MultipartRejection>,
+    request: Request,
 ) -> ApiResult<Vec<Uploaded>> {
-    let mut multipart = multipart.map_err(|_| malformed())?;
+    let limit = body_limit(app.config.upload_max);
+    let request = request.map(|body| Body::new(http_body_util::Limited::new(body, limit)));
+    let mut multipart = Multipart::from_request(request, &app)
+        .await
+        .map_err(|_| malformed())?;
     let mut batch = UploadBatch::new(&app);
     match receive(&mut multipart, &mut batch).await {
         Ok(()) => ok(batch.commit()?),
