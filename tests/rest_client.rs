@@ -705,6 +705,11 @@ async fn search_users_and_groups(backend: Backend) {
     assert_eq!(names, expected);
     assert_eq!(mask_times(&found["users"][0]), person(6, "member2"));
     assert_eq!(found["groups"], json!([]));
+    // Case does not matter, on either backend (the original's MySQL ignored it).
+    let upper = client
+        .post("/api/v1/add/search", &json!({"searchValue": "MEMBER2"}))
+        .await;
+    assert_eq!(upper, reply);
 
     let reply = client
         .post("/api/v1/add/search", &json!({"searchValue": "鸿儒"}))

@@ -60,10 +60,9 @@ pub async fn befriend(conn: &mut DbConn, a: i32, b: i32) -> Result<Friend, Domai
     store::friends::insert_friend(conn, &new)
         .await
         .map_err(|error| match error {
-            // Callers run in a transaction that took the write lock first, so this means a bug.
-            StoreError::UniqueViolation(c) => {
-                DomainError::Internal(format!("friendship stored twice: {c}"))
-            }
+            // Two answers befriending the same pair at once (an apply each way, on PostgreSQL):
+            // the caller's transaction rolls back and the loser is asked to try again.
+            StoreError::UniqueViolation(_) => DomainError::rejected("操作冲突，请重试"),
             other => other.into(),
         })
 }

@@ -147,7 +147,7 @@ pub async fn search_users(
     db_run!(conn: {
         Ok(users::table
             .left_join(user_infos::table)
-            .filter(users::username.like(&pattern).escape('\\'))
+            .filter(super::lower(users::username).like(&pattern).escape('\\'))
             .order(users::id)
             .limit(limit)
             .select((User::as_select(), Option::<UserInfo>::as_select()))

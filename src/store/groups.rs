@@ -127,7 +127,7 @@ pub async fn search_open_groups(
     db_run!(conn: {
         Ok(groups::table
             .filter(groups::disabled.eq(false))
-            .filter(groups::name.like(&pattern).escape('\\'))
+            .filter(super::lower(groups::name).like(&pattern).escape('\\'))
             .order(groups::id)
             .limit(limit)
             .select(Group::as_select())
