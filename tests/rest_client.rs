@@ -32,6 +32,7 @@ on_both_backends!(
     upload_stores_under_random_names,
     upload_refuses_bad_types_and_contents,
     upload_refuses_oversized_files_and_leaves_nothing,
+    upload_body_is_bounded,
     default_images_are_served,
 );
 
@@ -869,7 +870,22 @@ async fn upload_stores_under_random_names(backend: Backend) {
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["content-type"], "image/png");
     assert_eq!(response.headers()["x-content-type-options"], "nosniff");
+    assert!(
+        response.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("sandbox")
+    );
     assert_eq!(response.bytes().await.unwrap().as_ref(), PNG);
+    // The database lives two folders up from the uploads: out of reach.
+    for path in [
+        "/public/upload/..%2f..%2fim.db",
+        "/public/upload/%2e%2e/%2e%2e/im.db",
+        "/public/upload/..%5c..%5cim.db",
+    ] {
+        let response = user.http.get(server.url(path)).send().await.unwrap();
+        assert_eq!(response.status(), 404, "{path}");
+    }
     let missing = user
         .http
         .get(server.url("/public/upload/nothing.png"))
@@ -954,6 +970,43 @@ async fn upload_refuses_oversized_files_and_leaves_nothing(backend: Backend) {
     assert!(files_in(&server, "upload-tmp").is_empty());
 }
 
+async fn upload_body_is_bounded(backend: Backend) {
+    let server =
+        TestServer::start_with(backend, im_server::app::Startup { demo: true }, |config| {
+            config.upload_max = 1024
+        })
+        .await;
+    let user = server.logged_in("user").await;
+    let send = |body: Vec<u8>| {
+        user.http
+            .post(server.url("/api/v1/upload"))
+            .header("content-type", "multipart/form-data; boundary=XYZ")
+            .body(body)
+            .send()
+    };
+    let part = |preamble: usize| {
+        let mut body = vec![b'a'; preamble];
+        body.extend_from_slice(b"\r\n--XYZ\r\nContent-Disposition: form-data; name=\"a.png\"; filename=\"a.png\"\r\nContent-Type: image/png\r\n\r\n");
+        body.extend_from_slice(PNG);
+        body.extend_from_slice(b"\r\n--XYZ--\r\n");
+        body
+    };
+    // A form with a little text before its first part is fine...
+    let reply: Value = send(part(100)).await.unwrap().json().await.unwrap();
+    assert_random_url(data(&reply)[0]["url"].as_str().unwrap(), "png");
+    // ...but what no part accounts for is not read without end: the body is cut off at a size
+    // derived from the limit per file (here about 700 KB for 1 KB files).
+    let reply: Value = send(part(1024 * 1024)).await.unwrap().json().await.unwrap();
+    assert_refused(&reply, "1", "上传内容格式错误");
+    assert_eq!(files_in(&server, "upload").len(), 1);
+    let big = vec![0u8; 2048];
+    assert_refused(
+        &upload(&user, &[("big.png", big)]).await,
+        "1",
+        "文件不能超过1 KB",
+    );
+}
+
 async fn default_images_are_served(backend: Backend) {
     let server = TestServer::start(backend).await;
     let http = reqwest::Client::new();
@@ -969,6 +1022,7 @@ async fn default_images_are_served(backend: Backend) {
             .unwrap();
         assert_eq!(response.status(), 200, "{name}");
         assert_eq!(response.headers()["content-type"], "image/png");
+        assert_eq!(response.headers()["x-content-type-options"], "nosniff");
         let bytes = response.bytes().await.unwrap();
         assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n"), "{name}");
         assert!(seen.insert(bytes), "{name} differs from the others");
