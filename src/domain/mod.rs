@@ -2,11 +2,13 @@
 //! stored. REST handlers and Socket.IO handlers call these functions and only render the result.
 
 pub mod accounts;
+pub mod admin;
 pub mod conversations;
 mod error;
 pub mod events;
 pub mod rbac;
 pub mod seed;
+pub mod users;
 
 pub use error::DomainError;
 

@@ -1,5 +1,6 @@
 //! REST: one module per resource, each with its own `router()`, merged here under `/api/v1`.
 
+pub mod admin;
 pub mod auth;
 pub mod envelope;
 pub mod extract;
@@ -18,6 +19,7 @@ use envelope::ApiError;
 pub fn api_router() -> Router<Arc<App>> {
     Router::new()
         .merge(auth::router())
+        .nest("/admin", admin::router())
         .fallback(unknown_route)
         .method_not_allowed_fallback(unknown_route)
 }

@@ -7,6 +7,7 @@ pub mod models;
 pub mod schema;
 
 pub mod accounts;
+pub mod admin;
 pub mod applies;
 pub mod conversations;
 pub mod friends;
