@@ -6,6 +6,7 @@ pub mod admin;
 pub mod conversations;
 mod error;
 pub mod events;
+pub mod github;
 pub mod rbac;
 pub mod seed;
 pub mod users;

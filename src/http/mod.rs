@@ -4,6 +4,7 @@ pub mod admin;
 pub mod auth;
 pub mod envelope;
 pub mod extract;
+pub mod github;
 pub mod health;
 
 use std::sync::Arc;
@@ -20,6 +21,7 @@ pub fn api_router() -> Router<Arc<App>> {
     Router::new()
         .merge(auth::router())
         .nest("/admin", admin::router())
+        .merge(github::router())
         .fallback(unknown_route)
         .method_not_allowed_fallback(unknown_route)
 }

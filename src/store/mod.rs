@@ -11,6 +11,7 @@ pub mod admin;
 pub mod applies;
 pub mod conversations;
 pub mod friends;
+pub mod github;
 pub mod groups;
 pub mod rbac;
 pub mod stats;
