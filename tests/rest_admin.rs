@@ -633,6 +633,15 @@ async fn users_list_shape_and_filters(backend: Backend) {
     assert_eq!(data(&contains)["count"], 11);
     assert_eq!(names(&contains)[0], "member1");
     assert_eq!(names(&contains)[10], "member19");
+    // Any case, on both backends.
+    assert_eq!(
+        names(
+            &admin
+                .get("/api/v1/admin/users?username=EMBER1&pageSize=20")
+                .await
+        ),
+        names(&contains)
+    );
     // `%` and `_` are literal: the original's LIKE matched every user with them.
     for wildcard in ["%25", "_", "member_", "%5C"] {
         let reply = admin

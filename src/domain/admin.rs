@@ -402,12 +402,9 @@ pub async fn access_changed(
     conn: &mut DbConn,
     user_ids: &[i32],
 ) -> Result<(), DomainError> {
+    let may_log_in = store::admin::holding_right(conn, user_ids, rbac::right::LOGIN).await?;
     for &user_id in user_ids {
-        let rights = store::rbac::rights_of_user(conn, user_id).await?;
-        if !rights
-            .iter()
-            .any(|right| right.key_name == rbac::right::LOGIN)
-        {
+        if !may_log_in.contains(&user_id) {
             app.sessions.revoke_user(user_id).await?;
         }
         // No subscriber (no socket layer yet, or none listening) is not an error.

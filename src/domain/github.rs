@@ -6,12 +6,14 @@ use std::time::Duration;
 
 use oauth2::basic::BasicClient;
 use oauth2::{
-    AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, PkceCodeChallenge,
-    PkceCodeVerifier, RedirectUrl, RequestTokenError, Scope, TokenResponse, TokenUrl,
+    AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointNotSet, EndpointSet,
+    PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RequestTokenError, Scope, TokenResponse,
+    TokenUrl,
 };
 use serde::Deserialize;
 
 use crate::app::App;
+use crate::config::Config;
 use crate::store::models::{NewUser, NewUserInfo, User};
 use crate::store::{self, DbConn, StoreError};
 
@@ -64,49 +66,41 @@ pub struct Authorization {
     pub pending: Pending,
 }
 
+/// The OAuth client with its authorize and token endpoints set.
+type GithubClient =
+    BasicClient<EndpointSet, EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointSet>;
+
 /// The OAuth client from the configuration, or a clear refusal when GitHub log-in is not set up.
-macro_rules! oauth_client {
-    ($config:expr) => {{
-        let config = $config;
-        let (Some(id), Some(secret)) = (
-            config.github_client_id.as_deref().filter(|s| !s.is_empty()),
-            config
-                .github_client_secret
-                .as_deref()
-                .filter(|s| !s.is_empty()),
-        ) else {
-            return Err(DomainError::rejected(NOT_CONFIGURED));
-        };
-        let bad_url = |what: &str| {
-            let what = what.to_owned();
-            move |error: oauth2::url::ParseError| {
-                DomainError::Internal(format!("GitHub {what} URL is invalid: {error}"))
-            }
-        };
-        let client = BasicClient::new(ClientId::new(id.to_owned()))
-            .set_client_secret(ClientSecret::new(secret.to_owned()))
-            .set_auth_uri(
-                AuthUrl::new(config.github_authorize_url.clone()).map_err(bad_url("authorize"))?,
-            )
-            .set_token_uri(
-                TokenUrl::new(config.github_token_url.clone()).map_err(bad_url("token"))?,
-            );
-        match config
-            .github_callback_url
-            .as_deref()
-            .filter(|s| !s.is_empty())
-        {
-            Some(callback) => client.set_redirect_uri(
-                RedirectUrl::new(callback.to_owned()).map_err(bad_url("callback"))?,
-            ),
-            None => client,
+fn oauth_client(config: &Config) -> Result<GithubClient, DomainError> {
+    let configured = |value: &Option<String>| value.clone().filter(|s| !s.is_empty());
+    let (Some(id), Some(secret)) = (
+        configured(&config.github_client_id),
+        configured(&config.github_client_secret),
+    ) else {
+        return Err(DomainError::rejected(NOT_CONFIGURED));
+    };
+    let bad_url = |what: &'static str| {
+        move |error: oauth2::url::ParseError| {
+            DomainError::Internal(format!("the GitHub {what} URL is invalid: {error}"))
         }
-    }};
+    };
+    let client = BasicClient::new(ClientId::new(id))
+        .set_client_secret(ClientSecret::new(secret))
+        .set_auth_uri(
+            AuthUrl::new(config.github_authorize_url.clone()).map_err(bad_url("authorize"))?,
+        )
+        .set_token_uri(TokenUrl::new(config.github_token_url.clone()).map_err(bad_url("token"))?);
+    Ok(match configured(&config.github_callback_url) {
+        Some(callback) => {
+            client.set_redirect_uri(RedirectUrl::new(callback).map_err(bad_url("callback"))?)
+        }
+        None => client,
+    })
 }
 
 /// Starts a log-in: the authorize URL with a fresh `state` and PKCE challenge (S256).
 pub fn authorize(app: &App) -> Result<Authorization, DomainError> {
-    let client = oauth_client!(&app.config);
+    let client = oauth_client(&app.config)?;
     let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
     let (url, state) = client
         .authorize_url(CsrfToken::new_random)
@@ -160,7 +154,7 @@ pub async fn complete(
     state: Option<&str>,
     pending: Option<Pending>,
 ) -> Result<Identity, DomainError> {
-    let client = oauth_client!(&app.config);
+    let client = oauth_client(&app.config)?;
     let (Some(state), Some(pending)) = (state, pending) else {
         return Err(DomainError::rejected(BAD_STATE));
     };
@@ -206,6 +200,28 @@ pub async fn complete(
     accounts::open_session(app, &mut conn, &user).await
 }
 
+/// Why creating a linked user failed: a race lost to a concurrent first log-in (or sign-up of
+/// the same name), worth one more try, or anything else.
+enum LinkError {
+    Raced,
+    Failed(DomainError),
+}
+
+impl From<StoreError> for LinkError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::UniqueViolation(_) => LinkError::Raced,
+            other => LinkError::Failed(other.into()),
+        }
+    }
+}
+
+impl From<DomainError> for LinkError {
+    fn from(error: DomainError) -> Self {
+        LinkError::Failed(error)
+    }
+}
+
 /// The local user linked to the GitHub account; on its first log-in, a new one. Two first
 /// log-ins at once both try to link: the loser of the race reads the winner's link.
 async fn find_or_create(conn: &mut DbConn, github: &GithubUser) -> Result<User, DomainError> {
@@ -221,8 +237,8 @@ async fn find_or_create(conn: &mut DbConn, github: &GithubUser) -> Result<User, 
             .await
         {
             Ok(user) => return Ok(user),
-            Err(DomainError::Internal(cause)) if cause.starts_with("unique violation") => continue,
-            Err(other) => return Err(other),
+            Err(LinkError::Raced) => continue,
+            Err(LinkError::Failed(error)) => return Err(error),
         }
     }
     Err(DomainError::Internal("GitHub link kept colliding".into()))
@@ -246,7 +262,7 @@ fn username_candidates(login: &str) -> impl Iterator<Item = String> {
         .chain((2..).map(move |n| format!("{base}_github{n}")))
 }
 
-async fn create_linked(tx: &mut DbConn, github: &GithubUser) -> Result<User, DomainError> {
+async fn create_linked(tx: &mut DbConn, github: &GithubUser) -> Result<User, LinkError> {
     let mut username = None;
     for candidate in username_candidates(&github.login).take(50) {
         if store::accounts::find_user_by_username(tx, &candidate)
@@ -303,13 +319,6 @@ async fn create_linked(tx: &mut DbConn, github: &GithubUser) -> Result<User, Dom
     if let Some(group) = store::groups::first_open_group(tx).await? {
         store::groups::add_member(tx, group.id, user.id).await?;
     }
-    store::github::link(tx, github.id, user.id, &github.login)
-        .await
-        .map_err(|error| match error {
-            StoreError::UniqueViolation(_) => {
-                DomainError::Internal(format!("unique violation: {error}"))
-            }
-            other => other.into(),
-        })?;
+    store::github::link(tx, github.id, user.id, &github.login).await?;
     Ok(user)
 }

@@ -12,8 +12,8 @@ use serde::Deserialize;
 use tower_cookies::cookie::SameSite;
 use tower_cookies::{Cookie, Cookies};
 
-use super::admin::Params;
 use super::envelope::ApiError;
+use super::query::Params;
 use crate::app::App;
 use crate::domain::github::{self, PENDING_TTL, Pending};
 

@@ -6,6 +6,7 @@ pub mod envelope;
 pub mod extract;
 pub mod github;
 pub mod health;
+pub mod query;
 
 use std::sync::Arc;
 

@@ -254,6 +254,25 @@ pub async fn holders_of_roles(conn: &mut DbConn, role_ids: &[i32]) -> Result<Vec
     })
 }
 
+/// Those of `user_ids` who hold the right `key` through any role: one query.
+pub async fn holding_right(
+    conn: &mut DbConn,
+    user_ids: &[i32],
+    key: &str,
+) -> Result<Vec<i32>, StoreError> {
+    db_run!(conn: {
+        Ok(user_roles::table
+            .inner_join(role_rights::table.on(role_rights::role_id.eq(user_roles::role_id)))
+            .inner_join(rights::table.on(rights::id.eq(role_rights::right_id)))
+            .filter(user_roles::user_id.eq_any(user_ids))
+            .filter(rights::key_name.eq(key))
+            .select(user_roles::user_id)
+            .distinct()
+            .load(conn)
+            .await?)
+    })
+}
+
 /// Removes roles with their grants and their assignments to users.
 pub async fn delete_roles(conn: &mut DbConn, ids: &[i32]) -> Result<usize, StoreError> {
     db_run!(conn: {
@@ -326,12 +345,18 @@ pub async fn groups_owned_by(conn: &mut DbConn, user_id: i32) -> Result<Vec<Grou
 
 // ---- users ----
 
-/// Which users a list shows: `username` containing a text (taken literally, `%` and `_`
-/// included), and an exact `provider`.
+/// Which users a list shows: `username` containing a text in any case (taken literally, `%`
+/// and `_` included), and an exact `provider`.
 #[derive(Debug, Clone, Default)]
 pub struct UserFilter {
     pub username_contains: Option<String>,
     pub provider: Option<String>,
+}
+
+diesel::define_sql_function! {
+    /// SQL `lower()`, the same on SQLite and PostgreSQL, so that both backends match a filter
+    /// regardless of case (SQLite's LIKE ignores ASCII case, PostgreSQL's does not).
+    fn lower(text: diesel::sql_types::Text) -> diesel::sql_types::Text;
 }
 
 /// `text` as a LIKE pattern matching it anywhere, with `\`, `%` and `_` escaped by `\`.
@@ -355,7 +380,10 @@ pub async fn list_users(
     sort: Sort,
     window: Window,
 ) -> Result<(i64, Vec<(User, Option<UserInfo>)>), StoreError> {
-    let pattern = filter.username_contains.as_deref().map(contains_pattern);
+    let pattern = filter
+        .username_contains
+        .as_deref()
+        .map(|text| contains_pattern(&text.to_lowercase()));
     let provider = filter.provider.clone();
     db_run!(conn: {
         let mut counted = users::table.into_boxed();
@@ -364,8 +392,8 @@ pub async fn list_users(
             .select((User::as_select(), Option::<UserInfo>::as_select()))
             .into_boxed();
         if let Some(pattern) = &pattern {
-            counted = counted.filter(users::username.like(pattern.clone()).escape('\\'));
-            paged = paged.filter(users::username.like(pattern.clone()).escape('\\'));
+            counted = counted.filter(lower(users::username).like(pattern.clone()).escape('\\'));
+            paged = paged.filter(lower(users::username).like(pattern.clone()).escape('\\'));
         }
         if let Some(provider) = &provider {
             counted = counted.filter(users::provider.eq(provider.clone()));

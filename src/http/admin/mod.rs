@@ -9,14 +9,10 @@ mod users;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{FromRequestParts, Query};
-use axum::http::request::Parts;
 use serde::Deserialize;
-use serde::de::DeserializeOwned;
 
-use super::envelope::ApiError;
+pub use super::query::Params;
 use crate::app::App;
-use crate::domain::DomainError;
 use crate::domain::admin::PageRequest;
 
 pub fn router() -> Router<Arc<App>> {
@@ -25,27 +21,6 @@ pub fn router() -> Router<Arc<App>> {
         .merge(roles::router())
         .merge(groups::router())
         .merge(users::router())
-}
-
-/// A query string; anything that does not decode is an envelope error, never a 400 page.
-pub struct Params<T>(pub T);
-
-impl<T, S> FromRequestParts<S> for Params<T>
-where
-    T: DeserializeOwned,
-    S: Send + Sync,
-{
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        match Query::<T>::from_request_parts(parts, state).await {
-            Ok(Query(value)) => Ok(Params(value)),
-            Err(rejection) => {
-                tracing::debug!(%rejection, "malformed query string");
-                Err(DomainError::invalid("参数校验失败").into())
-            }
-        }
-    }
 }
 
 /// Paging and sorting as the admin front end sends them: all strings, all optional.
