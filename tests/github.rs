@@ -24,6 +24,7 @@ on_both_backends!(
     local_user_of_the_same_name_is_not_taken_over,
     banned_github_user_cannot_log_in,
     refused_code_is_an_envelope_error,
+    unreachable_github_is_an_envelope_error,
     not_configured_is_an_envelope_error,
 );
 
@@ -424,6 +425,45 @@ async fn refused_code_is_an_envelope_error(backend: Backend) {
     assert_refused(&response.json().await.unwrap(), "1", "GitHub 授权失败");
     assert_eq!(mock.token_requests(), 1);
     assert_refused(&current_user(&server, &browser).await, "1", "请登录");
+}
+
+async fn unreachable_github_is_an_envelope_error(backend: Backend) {
+    // A port that was just free: nothing answers there.
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", listener.local_addr().unwrap())
+    };
+    let server = TestServer::start_with(backend, Startup { demo: true }, move |config| {
+        config.github_client_id = Some(CLIENT_ID.into());
+        config.github_client_secret = Some(CLIENT_SECRET.into());
+        config.github_token_url = format!("{closed}/login/oauth/access_token");
+    })
+    .await;
+    let browser = browser();
+    let response = browser
+        .get(server.url("/api/v1/passport/github"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 303);
+    let location = response.headers()["location"].to_str().unwrap();
+    assert!(
+        location.starts_with("https://github.com/login/oauth/authorize?"),
+        "GitHub's real URL by default: {location}"
+    );
+    let url = reqwest::Url::parse(location).unwrap();
+    let state = url
+        .query_pairs()
+        .find(|(key, _)| key == "state")
+        .map(|(_, value)| value.into_owned())
+        .unwrap();
+    let response = callback(&server, &browser, &format!("?code=any&state={state}")).await;
+    assert_eq!(response.status(), 503);
+    assert_refused(
+        &response.json().await.unwrap(),
+        "1",
+        "服务暂时不可用，请稍后再试",
+    );
 }
 
 async fn not_configured_is_an_envelope_error(backend: Backend) {
