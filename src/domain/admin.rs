@@ -1,6 +1,6 @@
 //! The admin back office (API.md §4, admin table): list paging and sorting as the Ant Design Pro
 //! front end sends them, and the management of rights, roles and groups. Every function takes the
-//! admin [`Actor`] so that no caller can reach it without the `admin` right.
+//! acting [`Actor`] and checks the `admin` right itself, so no transport can skip it.
 
 use std::collections::HashMap;
 
@@ -154,20 +154,18 @@ fn duplicate(message: &'static str) -> impl FnOnce(StoreError) -> DomainError {
 
 pub async fn list_rights(
     app: &App,
-    _admin: &Actor,
+    admin: &Actor,
     page: &PageRequest,
 ) -> Result<Listing<Right>, DomainError> {
+    rbac::require_admin(admin)?;
     let (sort, window) = (page.sort("name")?, page.window()?);
     let mut conn = app.db.get().await?;
     let (count, rows) = store::admin::list_rights(&mut conn, sort, window).await?;
     Ok(Listing { count, rows })
 }
 
-pub async fn create_right(
-    app: &App,
-    _admin: &Actor,
-    form: RightForm,
-) -> Result<Right, DomainError> {
+pub async fn create_right(app: &App, admin: &Actor, form: RightForm) -> Result<Right, DomainError> {
+    rbac::require_admin(admin)?;
     check_label(&form.name)?;
     check_label(&form.key_name)?;
     check_desc(&form.desc)?;
@@ -195,10 +193,11 @@ pub async fn create_right(
 
 pub async fn update_right(
     app: &App,
-    _admin: &Actor,
+    admin: &Actor,
     id: i32,
     form: RightForm,
 ) -> Result<(), DomainError> {
+    rbac::require_admin(admin)?;
     check_label(&form.name)?;
     check_label(&form.key_name)?;
     check_desc(&form.desc)?;
@@ -221,7 +220,8 @@ pub async fn update_right(
     Ok(())
 }
 
-pub async fn delete_right(app: &App, _admin: &Actor, id: i32) -> Result<(), DomainError> {
+pub async fn delete_right(app: &App, admin: &Actor, id: i32) -> Result<(), DomainError> {
+    rbac::require_admin(admin)?;
     let mut conn = app.db.get().await?;
     let right = store::admin::find_right(&mut conn, id)
         .await?
@@ -277,9 +277,10 @@ impl RoleForm {
 
 pub async fn list_roles(
     app: &App,
-    _admin: &Actor,
+    admin: &Actor,
     page: &PageRequest,
 ) -> Result<Listing<RoleWithRights>, DomainError> {
+    rbac::require_admin(admin)?;
     let (sort, window) = (page.sort("name")?, page.window()?);
     let mut conn = app.db.get().await?;
     let (count, roles) = store::admin::list_roles(&mut conn, sort, window).await?;
@@ -310,7 +311,8 @@ async fn check_rights_exist(conn: &mut DbConn, ids: &[i32]) -> Result<Vec<i32>, 
     Ok(ids)
 }
 
-pub async fn create_role(app: &App, _admin: &Actor, form: RoleForm) -> Result<Role, DomainError> {
+pub async fn create_role(app: &App, admin: &Actor, form: RoleForm) -> Result<Role, DomainError> {
+    rbac::require_admin(admin)?;
     form.check()?;
     let mut conn = app.db.get().await?;
     conn.transaction(move |tx| {
@@ -342,10 +344,11 @@ pub async fn create_role(app: &App, _admin: &Actor, form: RoleForm) -> Result<Ro
 
 pub async fn update_role(
     app: &App,
-    _admin: &Actor,
+    admin: &Actor,
     id: i32,
     form: RoleForm,
 ) -> Result<(), DomainError> {
+    rbac::require_admin(admin)?;
     form.check()?;
     let mut conn = app.db.get().await?;
     let holders = conn
@@ -376,7 +379,8 @@ pub async fn update_role(
     access_changed(app, &mut conn, &holders).await
 }
 
-pub async fn delete_roles(app: &App, _admin: &Actor, ids: Vec<i32>) -> Result<(), DomainError> {
+pub async fn delete_roles(app: &App, admin: &Actor, ids: Vec<i32>) -> Result<(), DomainError> {
+    rbac::require_admin(admin)?;
     let mut conn = app.db.get().await?;
     let holders = conn
         .transaction(move |tx| {
@@ -417,9 +421,10 @@ pub async fn access_changed(
 
 pub async fn list_groups(
     app: &App,
-    _admin: &Actor,
+    admin: &Actor,
     page: &PageRequest,
 ) -> Result<Listing<Group>, DomainError> {
+    rbac::require_admin(admin)?;
     let (sort, window) = (page.sort("name")?, page.window()?);
     let mut conn = app.db.get().await?;
     let (count, rows) = store::admin::list_groups(&mut conn, sort, window).await?;
@@ -429,10 +434,11 @@ pub async fn list_groups(
 /// Disbands (hides, stops its chat) or restores a group.
 pub async fn set_group_disabled(
     app: &App,
-    _admin: &Actor,
+    admin: &Actor,
     group_id: i32,
     disabled: bool,
 ) -> Result<(), DomainError> {
+    rbac::require_admin(admin)?;
     let mut conn = app.db.get().await?;
     if store::admin::set_group_disabled(&mut conn, group_id, disabled).await? == 0 {
         return Err(DomainError::rejected(UNKNOWN_GROUP));
@@ -444,10 +450,11 @@ pub async fn set_group_disabled(
 /// Mutes (no new message) or unmutes a group.
 pub async fn set_group_mute(
     app: &App,
-    _admin: &Actor,
+    admin: &Actor,
     group_id: i32,
     mute: bool,
 ) -> Result<(), DomainError> {
+    rbac::require_admin(admin)?;
     let mut conn = app.db.get().await?;
     if store::admin::set_group_mute(&mut conn, group_id, mute).await? == 0 {
         return Err(DomainError::rejected(UNKNOWN_GROUP));

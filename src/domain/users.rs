@@ -1,5 +1,6 @@
 //! User management in the admin back office: the users list, role changes, bans and mutes that
-//! act at once, and the chat-user pages (create, edit, delete) of the admin guide.
+//! act at once, and the chat-user pages (create, edit, delete) of the admin guide. Like
+//! `admin.rs`, every function checks the acting user's `admin` right itself.
 
 use std::collections::HashMap;
 
@@ -13,7 +14,7 @@ use crate::store::{self, DbConn, StoreError};
 use super::accounts::{default_photo, hash_password};
 use super::admin::{Listing, PageRequest, access_changed};
 use super::events::DomainEvent;
-use super::rbac::role;
+use super::rbac::{self, role};
 use super::{Actor, DomainError};
 
 /// A user as the admin users list shows it: the user, `userInfo` and `roles`.
@@ -45,10 +46,11 @@ pub struct UserQuery {
 
 pub async fn list_users(
     app: &App,
-    _admin: &Actor,
+    admin: &Actor,
     page: &PageRequest,
     query: UserQuery,
 ) -> Result<Listing<UserRow>, DomainError> {
+    rbac::require_admin(admin)?;
     let (sort, window) = (page.sort("username")?, page.window()?);
     let non_empty = |text: Option<String>| text.filter(|text| !text.is_empty());
     let filter = UserFilter {
@@ -127,6 +129,7 @@ pub async fn set_user_roles(
     user_id: i32,
     role_ids: Vec<i32>,
 ) -> Result<(), DomainError> {
+    rbac::require_admin(admin)?;
     not_yourself(admin, user_id)?;
     replace_roles(app, user_id, role_ids).await
 }
@@ -138,6 +141,7 @@ pub async fn set_user_disabled(
     user_id: i32,
     disabled: bool,
 ) -> Result<(), DomainError> {
+    rbac::require_admin(admin)?;
     not_yourself(admin, user_id)?;
     let key = if disabled { role::DISABLED } else { role::USER };
     let role_id = builtin_role_id(app, key).await?;
@@ -151,6 +155,7 @@ pub async fn set_user_mute(
     user_id: i32,
     mute: bool,
 ) -> Result<(), DomainError> {
+    rbac::require_admin(admin)?;
     not_yourself(admin, user_id)?;
     let key = if mute { role::MUTE } else { role::USER };
     let role_id = builtin_role_id(app, key).await?;
@@ -197,9 +202,10 @@ fn check_password(password: &str) -> Result<(), DomainError> {
 /// all in one transaction.
 pub async fn create_user(
     app: &App,
-    _admin: &Actor,
+    admin: &Actor,
     new: NewChatUser,
 ) -> Result<UserRow, DomainError> {
+    rbac::require_admin(admin)?;
     if !USERNAME_LEN.contains(&new.username.chars().count()) {
         return Err(DomainError::invalid(BAD_PARAMS));
     }
@@ -279,10 +285,11 @@ async fn user_row(conn: &mut DbConn, user_id: i32) -> Result<UserRow, DomainErro
 /// held the old one is logged out.
 pub async fn update_user(
     app: &App,
-    _admin: &Actor,
+    admin: &Actor,
     user_id: i32,
     changes: UserChanges,
 ) -> Result<(), DomainError> {
+    rbac::require_admin(admin)?;
     if let Some(nickname) = &changes.nickname {
         check_text(nickname, 64, false)?;
     }
@@ -333,6 +340,7 @@ pub async fn update_user(
 /// including the groups they own: a group cannot outlive its owner, and the admin guide deletes
 /// a chat user outright. Members of those groups are told through `GroupChanged`.
 pub async fn delete_user(app: &App, admin: &Actor, user_id: i32) -> Result<(), DomainError> {
+    rbac::require_admin(admin)?;
     not_yourself(admin, user_id)?;
     let mut conn = app.db.get().await?;
     let groups = conn
