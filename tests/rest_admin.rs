@@ -402,6 +402,20 @@ async fn roles_list_create_update_delete(backend: Backend) {
         "1",
         "内置角色不能删除或修改关键字",
     );
+    // The back office cannot be locked: the admin role keeps `admin` and `login`.
+    for rights in [json!([2]), json!([1]), json!([])] {
+        assert_refused(
+            &admin
+                .put(
+                    "/api/v1/admin/roles",
+                    &json!({"id": 1, "name": "管理员", "keyName": "admin", "desc": "管理员", "rightIds": rights}),
+                )
+                .await,
+            "1",
+            "管理员角色必须保留管理和登录权限",
+        );
+    }
+    data(&admin.get("/api/v1/admin/rights").await);
     let page = admin
         .get("/api/v1/admin/roles?pageSize=2&pageNumber=3")
         .await;

@@ -117,6 +117,7 @@ const BUILTIN_RIGHT: &str = "内置权限不能删除或修改关键字";
 const DUPLICATE_ROLE: &str = "已有此角色名称或者关键字";
 const UNKNOWN_ROLE: &str = "角色不存在";
 const BUILTIN_ROLE: &str = "内置角色不能删除或修改关键字";
+const ADMIN_ROLE_RIGHTS: &str = "管理员角色必须保留管理和登录权限";
 const UNKNOWN_GROUP: &str = "群组不存在";
 const BAD_PARAMS: &str = "参数校验失败";
 
@@ -370,6 +371,9 @@ pub async fn update_role(
                     .map_err(duplicate(DUPLICATE_ROLE))?;
                 if let Some(right_ids) = &form.right_ids {
                     let right_ids = check_rights_exist(tx, right_ids).await?;
+                    if role.key_name == rbac::role::ADMIN {
+                        keeps_back_office_open(tx, &right_ids).await?;
+                    }
                     store::admin::set_role_rights(tx, id, &right_ids).await?;
                 }
                 Ok::<_, DomainError>(store::admin::holders_of_roles(tx, &[id]).await?)
@@ -397,6 +401,20 @@ pub async fn delete_roles(app: &App, admin: &Actor, ids: Vec<i32>) -> Result<(),
         })
         .await?;
     access_changed(app, &mut conn, &holders).await
+}
+
+/// The built-in `admin` role must keep the `admin` and `login` rights: without them nobody could
+/// open the back office again to undo the change.
+async fn keeps_back_office_open(conn: &mut DbConn, right_ids: &[i32]) -> Result<(), DomainError> {
+    for key in [rbac::right::ADMIN, rbac::right::LOGIN] {
+        let kept = store::rbac::find_right_by_key(conn, key)
+            .await?
+            .is_some_and(|right| right_ids.contains(&right.id));
+        if !kept {
+            return Err(DomainError::rejected(ADMIN_ROLE_RIGHTS));
+        }
+    }
+    Ok(())
 }
 
 /// After the rights of `user_ids` changed: ends the sessions of those who may no longer log in,
