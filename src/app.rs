@@ -48,6 +48,9 @@ impl App {
             .with_context(|| format!("migrating {}", redact_url(&config.database_url)))?;
         tracing::info!(applied, backend = ?store::Backend::of_url(&config.database_url)?, "database schema up to date");
         let db = Db::connect(&config.database_url, config.db_pool)?;
+        let lock = store::migrate::StartupLock::acquire(&db)
+            .await
+            .context("connecting to the database")?;
         let mut conn = db.get().await.context("connecting to the database")?;
         rbac::ensure_builtin(&mut conn).await?;
         if startup.demo {
@@ -67,6 +70,7 @@ impl App {
             );
         }
         drop(conn);
+        lock.release().await?;
         let (redis, sessions): (_, Arc<dyn SessionStore>) = match &config.redis_url {
             Some(url) => {
                 // Lazy: the server starts, and reports itself unready, while Redis is down.
@@ -98,6 +102,7 @@ impl App {
         Router::new()
             .nest("/api/v1", crate::http::api_router())
             .merge(crate::http::health::router())
+            .merge(crate::http::files::router(self))
             .fallback(|| async { crate::http::envelope::not_found() })
             .layer(CookieManagerLayer::new())
             // The original's (egg-security) headers.

@@ -159,8 +159,6 @@ fn number(cell: &str) -> f64 {
 
 async fn rest_scenario_measures_logins_and_gets(backend: Backend) {
     let server = bench_server(backend).await;
-    // `/api/v1/currentUser` rather than the default `/api/v1/conversations`, whose route is on
-    // branch rest-client; the scenario's GET is the same code for either path.
     let table = run_bench(
         &server,
         &[
@@ -171,14 +169,17 @@ async fn rest_scenario_measures_logins_and_gets(backend: Backend) {
             "10",
             "--rate",
             "40",
-            "--path",
-            "/api/v1/currentUser",
         ],
     )
     .await;
     assert_eq!(
         table.column("request").unwrap(),
-        ["POST /api/v1/login", "GET /api/v1/currentUser"]
+        ["POST /api/v1/login", "GET /api/v1/conversations"]
+    );
+    assert_eq!(
+        table.notes,
+        ["GET /api/v1/conversations answered a list of 30 item(s) for bench1"],
+        "bench1 has the 30 conversations of the REST scenario"
     );
     let sent = table.column("sent").unwrap();
     let ok = table.column("ok").unwrap();

@@ -2,11 +2,20 @@
 //! stored. REST handlers and Socket.IO handlers call these functions and only render the result.
 
 pub mod accounts;
+pub mod admin;
+pub mod applies;
 pub mod conversations;
 mod error;
 pub mod events;
+pub mod friendship;
+pub mod github;
+pub mod groups;
+pub mod profiles;
 pub mod rbac;
+pub mod search;
 pub mod seed;
+pub mod uploads;
+pub mod users;
 
 pub use error::DomainError;
 

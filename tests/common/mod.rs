@@ -2,6 +2,8 @@
 //! SQLite file, or a new PostgreSQL database), and HTTP clients with cookie jars.
 #![allow(dead_code)] // each test binary uses its own part of the harness
 
+pub mod cluster;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -165,7 +167,7 @@ impl Drop for TestServer {
 }
 
 /// Creates an empty database named for this test process and returns its URL.
-async fn new_pg_database(server: &str) -> String {
+pub async fn new_pg_database(server: &str) -> String {
     let name = format!(
         "im_test_{}_{}_{}",
         std::process::id(),
