@@ -50,7 +50,7 @@ impl Socket {
         stop: watch::Receiver<bool>,
     ) -> anyhow::Result<Socket> {
         let (ws, ping_interval) = tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
-            let mut ws = open(url, eio, cookie).await?;
+            let mut ws = open(url, cookie).await?;
             let ping_interval = handshake(&mut ws, eio).await?;
             for (n, conversation_id) in joins.iter().enumerate() {
                 join(&mut ws, eio, n as u64 + 1, *conversation_id).await?;
@@ -96,7 +96,7 @@ impl Socket {
     }
 }
 
-async fn open(url: &str, _eio: Eio, cookie: &str) -> anyhow::Result<Ws> {
+async fn open(url: &str, cookie: &str) -> anyhow::Result<Ws> {
     let mut request = url.into_client_request()?;
     request
         .headers_mut()

@@ -75,30 +75,38 @@ pub fn server_rss(cli: &Cli) -> Option<u64> {
 
 /// Runs the scenario of `cli` and renders its table.
 pub async fn run(cli: Cli) -> anyhow::Result<Table> {
-    if let Scenario::Rest(args) = &cli.scenario {
-        return rest::run(&cli.global, args).await;
+    match &cli.scenario {
+        Scenario::Rest(args) => rest::run(&cli.global, args).await,
+        Scenario::Idle(args) => {
+            let (stats, memory) = run_sockets(&cli).await?;
+            Ok(idle::table(&cli, args, &stats, memory))
+        }
+        Scenario::Fanout(args) => {
+            let (stats, _) = run_sockets(&cli).await?;
+            Ok(fanout::table(&cli, args, &stats))
+        }
+        Scenario::Chat(args) => {
+            let (stats, _) = run_sockets(&cli).await?;
+            Ok(chat::table(&cli, args, &stats))
+        }
     }
+}
+
+/// Runs a socket scenario here or over `--procs` children; measures the server's memory around
+/// the set-up.
+async fn run_sockets(cli: &Cli) -> anyhow::Result<(Stats, Memory)> {
     let mut memory = Memory {
-        before_kib: server_rss(&cli),
+        before_kib: server_rss(cli),
         ..Memory::default()
     };
     let stats = if cli.global.procs <= 1 {
-        let prepared = prepare(&cli, (0, 1)).await?;
-        memory.connected_kib = server_rss(&cli);
-        execute(&cli, prepared, Instant::now() + START_LEAD).await?
+        let prepared = prepare(cli, (0, 1)).await?;
+        memory.connected_kib = server_rss(cli);
+        execute(cli, prepared, Instant::now() + START_LEAD).await?
     } else {
-        procs::run_parent(&cli, &mut memory).await?
+        procs::run_parent(cli, &mut memory).await?
     };
-    Ok(match &cli.scenario {
-        Scenario::Idle(args) => idle::table(&cli, args, &stats, memory),
-        Scenario::Fanout(args) => fanout::table(&cli, args, &stats),
-        Scenario::Chat(args) => chat::table(&cli, args, &stats),
-        Scenario::Rest(_) => unreachable_rest(),
-    })
-}
-
-fn unreachable_rest() -> Table {
-    Table::new("rest", &[])
+    Ok((stats, memory))
 }
 
 /// A step table shared by fan-out and chat: one row per offered rate.
