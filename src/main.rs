@@ -112,11 +112,10 @@ async fn main() -> anyhow::Result<()> {
             bench_users,
             group_size,
         } => {
+            // Start-up writes the demo data (before the admin bootstrap, which would make the
+            // database non-empty) and logs whether it did.
             let app = App::start(config, Startup { demo }).await?;
             let mut conn = app.db.get().await?;
-            if demo && seed::demo(&mut conn).await? == seed::DemoOutcome::SkippedNotEmpty {
-                println!("the database has users: demo data is only added to an empty database");
-            }
             if let Some(users) = bench_users {
                 let started = std::time::Instant::now();
                 let spec = seed::BenchSpec { users, group_size };
