@@ -25,6 +25,8 @@ pub struct App {
     pub sessions: Arc<dyn SessionStore>,
     /// Changes the transports must act on (a ban drops the user's sockets).
     pub events: events::Events,
+    /// Which users have a connected socket (in memory; shared through Redis later).
+    pub presence: Arc<dyn crate::domain::presence::PresenceRegister>,
 }
 
 /// What to do to the database before serving.
@@ -69,6 +71,7 @@ impl App {
             db,
             sessions,
             events: events::channel(),
+            presence: Arc::new(crate::domain::presence::MemoryPresence::default()),
         }))
     }
 
@@ -91,6 +94,7 @@ impl App {
             .layer(header("x-xss-protection", "1; mode=block"))
             .layer(header("x-download-options", "noopen"))
             .layer(TraceLayer::new_for_http())
+            .layer(crate::realtime::layer(self))
             .with_state(self.clone())
     }
 

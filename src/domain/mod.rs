@@ -5,7 +5,10 @@ pub mod accounts;
 pub mod conversations;
 mod error;
 pub mod events;
+pub mod messaging;
+pub mod presence;
 pub mod rbac;
+pub mod robot;
 pub mod seed;
 
 pub use error::DomainError;

@@ -11,6 +11,8 @@ pub mod applies;
 pub mod conversations;
 pub mod friends;
 pub mod groups;
+pub mod messages;
+pub mod presence;
 pub mod rbac;
 pub mod stats;
 
