@@ -356,9 +356,10 @@ const scenarios = {
     const phone = await connect(user);
     const laptop = await connect(user);
     // Friends hear when member4 comes online and when their last socket leaves.
-    const online = next(phone, '/v1/im/online', (p) => p.userId === ID.member4);
+    const isMember4 = (p) => p.userId === ID.member4;
+    const online = Promise.all([next(phone, '/v1/im/online', isMember4), next(laptop, '/v1/im/online', isMember4)]);
     const m4 = await connect(member4);
-    assert.deepEqual(await online, { userId: ID.member4, online: true });
+    assert.deepEqual(await online, [{ userId: ID.member4, online: true }, { userId: ID.member4, online: true }]);
     const secondM4 = await connect(member4);
     const quiet = silence(laptop, '/v1/im/online', 500);
     secondM4.close();

@@ -25,4 +25,6 @@ function connectSocket({ url, header, protocols }) {
 }
 
 global.wx = { connectSocket };
+// The library's UMD wrapper reads `window` at load time; the mini-program runtime provides one.
+if (typeof global.window === 'undefined') global.window = {};
 module.exports = global.wx;
