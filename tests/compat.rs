@@ -113,7 +113,11 @@ async fn answer_hook(server: &TestServer, name: &str, args: &Value) {
     match name {
         "ban" | "mute-user" => {
             let user_id = id("userId");
-            let key = if name == "ban" { role::DISABLED } else { role::MUTE };
+            let key = if name == "ban" {
+                role::DISABLED
+            } else {
+                role::MUTE
+            };
             let role = store::rbac::find_role_by_key(&mut conn, key)
                 .await
                 .expect("role lookup")
@@ -122,13 +126,20 @@ async fn answer_hook(server: &TestServer, name: &str, args: &Value) {
                 .await
                 .expect("roles set");
             if name == "ban" {
-                app.sessions.revoke_user(user_id).await.expect("sessions revoked");
+                app.sessions
+                    .revoke_user(user_id)
+                    .await
+                    .expect("sessions revoked");
             }
             let _ = app.events.send(DomainEvent::AccessChanged { user_id });
         }
         "mute-group" | "disable-group" => {
             let group_id = id("groupId");
-            let column = if name == "mute-group" { "mute" } else { "disabled" };
+            let column = if name == "mute-group" {
+                "mute"
+            } else {
+                "disabled"
+            };
             let sql = format!("UPDATE groups SET {column} = TRUE WHERE id = {group_id}");
             let conn = &mut conn;
             im_server::db_run!(conn: { conn.batch_execute(&sql).await.expect("group changed") });
@@ -186,7 +197,9 @@ async fn weapp_websocket(backend: Backend) {
         &server,
         "weapp",
         "websocket",
-        &["chat", "group", "auth", "foreign", "spoof", "retry", "since", "robot", "muted", "ban"],
+        &[
+            "chat", "group", "auth", "foreign", "spoof", "retry", "since", "robot", "muted", "ban",
+        ],
     )
     .await;
 }

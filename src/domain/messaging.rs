@@ -218,7 +218,8 @@ pub async fn post(
         MembershipKind::Group { group } => group.id,
     };
     if let Some(id) = &request.client_msg_id
-        && let Some(stored) = store::messages::find_by_client_msg_id(conn, actor.user_id, id).await?
+        && let Some(stored) =
+            store::messages::find_by_client_msg_id(conn, actor.user_id, id).await?
     {
         return already_stored(stored, request.conversation_id);
     }

@@ -62,10 +62,7 @@ pub fn local_answer(text: &str) -> String {
     } else if has(&["名字", "你是谁", "who are you"]) {
         "我是机器人小 I。".into()
     } else if has(&["时间", "几点", "time"]) {
-        format!(
-            "现在是 {}。",
-            crate::time::display(&crate::time::now())
-        )
+        format!("现在是 {}。", crate::time::display(&crate::time::now()))
     } else if has(&["再见", "拜拜", "bye"]) {
         "再见，期待下次聊天~".into()
     } else if has(&["谢谢", "thank"]) {

@@ -84,7 +84,10 @@ async fn recheck(app: &Arc<App>, io: &SocketIo, user_id: i32) {
     match may_log_in {
         Ok(true) => {}
         Ok(false) => {
-            tracing::info!(user_id, "user lost the login right: disconnecting their sockets");
+            tracing::info!(
+                user_id,
+                "user lost the login right: disconnecting their sockets"
+            );
             if let Err(error) = io.to(user_room(user_id)).disconnect().await {
                 tracing::warn!(%error, user_id, "sockets not disconnected");
             }

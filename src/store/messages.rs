@@ -27,7 +27,10 @@ pub async fn next_seq(conn: &mut DbConn, conversation_id: i32) -> Result<i64, St
     })
 }
 
-pub async fn insert_message(conn: &mut DbConn, new: &NewMessage<'_>) -> Result<Message, StoreError> {
+pub async fn insert_message(
+    conn: &mut DbConn,
+    new: &NewMessage<'_>,
+) -> Result<Message, StoreError> {
     db_run!(conn: {
         Ok(diesel::insert_into(messages::table)
             .values(new)
@@ -55,7 +58,10 @@ pub async fn find_by_client_msg_id(
 }
 
 /// How many messages a conversation holds.
-pub async fn count_in_conversation(conn: &mut DbConn, conversation_id: i32) -> Result<i64, StoreError> {
+pub async fn count_in_conversation(
+    conn: &mut DbConn,
+    conversation_id: i32,
+) -> Result<i64, StoreError> {
     db_run!(conn: {
         Ok(messages::table
             .filter(messages::conversation_id.eq(conversation_id))
@@ -85,7 +91,11 @@ pub async fn page_newest_first(
 }
 
 /// How many messages came after sequence number `since`.
-pub async fn count_since(conn: &mut DbConn, conversation_id: i32, since: i64) -> Result<i64, StoreError> {
+pub async fn count_since(
+    conn: &mut DbConn,
+    conversation_id: i32,
+    since: i64,
+) -> Result<i64, StoreError> {
     db_run!(conn: {
         Ok(messages::table
             .filter(messages::conversation_id.eq(conversation_id))

@@ -1,0 +1,344 @@
+//! Socket.IO spoken by hand: raw Engine.IO packets over long-polling and WebSocket, for what no
+//! well-behaved client library sends (malformed packets and payloads, oversized bodies, deep
+//! JSON, binary attachments, events without the ack they need). The process must stay up, the
+//! connection must answer with a clear error where the packet was understood, and memory must
+//! stay bounded.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Backend, TestServer};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+/// Engine.IO v4 separates the packets of one polling payload with this byte.
+const SEPARATOR: char = '\u{1e}';
+
+/// A session cookie and token for a demo user.
+async fn session(server: &TestServer, username: &str) -> (String, String) {
+    let response = reqwest::Client::new()
+        .post(server.url("/api/v1/login"))
+        .json(&json!({"username": username, "password": "123456"}))
+        .send()
+        .await
+        .expect("login");
+    let cookie = response
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .expect("session cookie")
+        .to_owned();
+    let reply: Value = response.json().await.expect("JSON");
+    let token = reply["data"]["token"].as_str().expect("token").to_owned();
+    (cookie, token)
+}
+
+/// One Engine.IO v4 long-polling connection.
+struct Polling {
+    http: reqwest::Client,
+    url: String,
+}
+
+impl Polling {
+    /// Handshakes and connects to namespace `/`; returns the handshake too.
+    async fn open(server: &TestServer, cookie: &str) -> (Polling, Value) {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .expect("client");
+        let base = server.url("/socket.io/?EIO=4&transport=polling");
+        let text = http
+            .get(&base)
+            .header("cookie", cookie)
+            .send()
+            .await
+            .expect("handshake")
+            .text()
+            .await
+            .expect("handshake body");
+        let handshake: Value =
+            serde_json::from_str(text.strip_prefix('0').expect("open packet")).expect("JSON");
+        let sid = handshake["sid"].as_str().expect("sid");
+        let polling = Polling {
+            url: format!("{base}&sid={sid}"),
+            http,
+        };
+        assert!(polling.post(cookie, "40").await, "CONNECT accepted");
+        polling.expect(cookie, "40{\"sid\":").await;
+        (polling, handshake)
+    }
+
+    /// Sends a payload; false when the server refused it (HTTP error) or the connection is gone.
+    async fn post(&self, cookie: &str, payload: impl Into<reqwest::Body>) -> bool {
+        match self
+            .http
+            .post(&self.url)
+            .header("cookie", cookie)
+            .body(payload)
+            .send()
+            .await
+        {
+            Ok(response) => response.status().is_success(),
+            Err(_) => false,
+        }
+    }
+
+    /// The next payload's packets joined by the separator, or None when the connection is closed.
+    async fn get(&self, cookie: &str) -> Option<String> {
+        let response = self
+            .http
+            .get(&self.url)
+            .header("cookie", cookie)
+            .send()
+            .await
+            .ok()?;
+        if !response.status().is_success() {
+            return None;
+        }
+        response.text().await.ok()
+    }
+
+    /// Waits for the packet that starts with `prefix`, answering pings on the way.
+    async fn expect(&self, cookie: &str, prefix: &str) -> String {
+        for _ in 0..10 {
+            let payload = self.get(cookie).await.expect("connection open");
+            for packet in payload.split(SEPARATOR) {
+                if packet.starts_with(prefix) {
+                    return packet.to_owned();
+                }
+                if packet == "2" {
+                    self.post(cookie, "3").await;
+                }
+            }
+        }
+        panic!("no packet starting with {prefix}");
+    }
+}
+
+/// The ack of `431[...]`-style answers, parsed.
+fn ack_payload(packet: &str, id: u32) -> Value {
+    let prefix = format!("43{id}");
+    let body = packet.strip_prefix(&prefix).expect("ack packet");
+    let array: Value = serde_json::from_str(body).expect("ack JSON");
+    array[0].clone()
+}
+
+/// Checks that the server still serves Socket.IO: a fresh connection gets an ack.
+async fn still_serving(server: &TestServer, cookie: &str) {
+    let (polling, _) = Polling::open(server, cookie).await;
+    assert!(
+        polling
+            .post(
+                cookie,
+                r#"4299["/v1/im/get-messages",{"conversationId":3}]"#
+            )
+            .await
+    );
+    let ack = polling.expect(cookie, "4399").await;
+    assert_eq!(ack_payload(&ack, 99)["conversationId"], 3, "{ack}");
+}
+
+/// The handshake announces the limits we set, not the library's defaults.
+async fn limits_are_announced(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let (cookie, _) = session(&server, "user").await;
+    let (_, handshake) = Polling::open(&server, &cookie).await;
+    assert_eq!(handshake["maxPayload"], 128 * 1024);
+    assert_eq!(handshake["pingInterval"], 25_000);
+    assert_eq!(handshake["pingTimeout"], 20_000);
+    assert_eq!(handshake["upgrades"], json!(["websocket"]));
+}
+
+/// Well-framed events with bad payloads get an error on the same connection, which stays up.
+async fn bad_payloads_get_errors(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let (cookie, _) = session(&server, "user").await;
+    let (polling, _) = Polling::open(&server, &cookie).await;
+    let cases = [
+        (r#"421["/v1/im/new-message"]"#, "参数必须是 JSON 对象"),
+        (r#"422["/v1/im/new-message",42]"#, "参数必须是 JSON 对象"),
+        (
+            r#"423["/v1/im/new-message",{"conversationId":3,"body":{"type":["x"]}}]"#,
+            "body 必须是带字符串 type 的 JSON 对象",
+        ),
+        (
+            r#"424["/v1/im/new-message",{"conversationId":99999999999,"body":{"type":"text"}}]"#,
+            "conversationId 必须是会话编号",
+        ),
+        (
+            r#"425["/v1/im/get-messages",{"conversationId":3,"pageSize":{"a":1}}]"#,
+            "pageSize、pageNumber 和 since 必须是数字",
+        ),
+        (
+            r#"426["/v1/im/join",{"conversationId":null}]"#,
+            "conversationId 必须是会话编号",
+        ),
+        (r#"427["/v1/im/join","3"]"#, "参数必须是 JSON 对象"),
+    ];
+    for (index, (packet, message)) in cases.iter().enumerate() {
+        let id = index as u32 + 1;
+        assert!(polling.post(&cookie, *packet).await, "{packet} accepted");
+        let ack = polling.expect(&cookie, &format!("43{id}")).await;
+        assert_eq!(
+            ack_payload(&ack, id)["errorMessage"],
+            *message,
+            "{packet}: {ack}"
+        );
+        assert_eq!(ack_payload(&ack, id)["statusCode"], "1");
+    }
+    // Without an ack id the refusal is an event.
+    assert!(
+        polling
+            .post(&cookie, r#"42["/v1/im/new-message",[]]"#)
+            .await
+    );
+    let error = polling.expect(&cookie, r#"42["/v1/im/error""#).await;
+    let event: Value = serde_json::from_str(&error[2..]).expect("event JSON");
+    assert_eq!(
+        event[1],
+        json!({"event": "/v1/im/new-message", "statusCode": "1",
+               "errorMessage": "参数必须是 JSON 对象", "data": null})
+    );
+    // Unknown events and a get-messages nobody waits for are ignored; the connection goes on.
+    assert!(
+        polling
+            .post(&cookie, r#"42["/v1/im/nonsense",{"a":1}]"#)
+            .await
+    );
+    assert!(
+        polling
+            .post(&cookie, r#"42["/v1/im/get-messages",{"conversationId":3}]"#)
+            .await
+    );
+    assert!(
+        polling
+            .post(
+                &cookie,
+                r#"4250["/v1/im/get-messages",{"conversationId":"3"}]"#
+            )
+            .await
+    );
+    let ack = polling.expect(&cookie, "4350").await;
+    assert_eq!(ack_payload(&ack, 50)["count"], 0);
+}
+
+/// Garbage, binary attachments, oversized and deeply nested payloads: the connection may be
+/// dropped, the process must not be, and nothing is stored.
+async fn malformed_packets_keep_the_server_up(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let (cookie, _) = session(&server, "user").await;
+    let deep = format!(
+        r#"42["/v1/im/new-message",{{"conversationId":3,"body":{{"type":"text","msg":{}1{}}}}}]"#,
+        "[".repeat(50_000),
+        "]".repeat(50_000)
+    );
+    let huge = format!(
+        r#"42["/v1/im/new-message",{{"conversationId":3,"body":{{"type":"text","msg":"{}"}}}}]"#,
+        "x".repeat(1024 * 1024)
+    );
+    let garbage: Vec<String> = vec![
+        "42[".into(),
+        "42not json".into(),
+        "4".into(),
+        "9".into(),
+        "".into(),
+        "42[\"/v1/im/new-message\"".into(),
+        // A binary event announcing attachments that we never accept.
+        r#"451-["/v1/im/new-message",{"_placeholder":true,"num":0}]"#.into(),
+        r#"4510000-["/v1/im/new-message",{"_placeholder":true,"num":0}]"#.into(),
+        "\u{0}\u{1}\u{2}".into(),
+        deep,
+        huge,
+    ];
+    for packet in garbage {
+        let (polling, _) = Polling::open(&server, &cookie).await;
+        let _ = polling.post(&cookie, packet).await;
+        still_serving(&server, &cookie).await;
+    }
+    let mut conn = server.app.db.get().await.expect("connection");
+    let stored = im_server::store::messages::count_in_conversation(&mut conn, 3)
+        .await
+        .expect("count");
+    assert_eq!(stored, 0, "nothing stored from malformed packets");
+}
+
+/// Over WebSocket: an oversized message closes that socket only; deep JSON leaves the server
+/// serving. (Memory under many such messages: tests/realtime_memory.rs, alone in its process.)
+async fn websocket_limits(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let (_, token) = session(&server, "user").await;
+    let url = format!(
+        "{}/socket.io/?EIO=4&transport=websocket&token={token}",
+        server.base.replace("http://", "ws://")
+    );
+    let open = || async {
+        let request = url.as_str().into_client_request().expect("request");
+        let (mut ws, _) = tokio_tungstenite::connect_async(request)
+            .await
+            .expect("websocket");
+        let open = ws.next().await.expect("open").expect("open packet");
+        assert!(open.to_text().expect("text").starts_with('0'));
+        ws.send(WsMessage::text("40")).await.expect("connect");
+        loop {
+            let packet = ws.next().await.expect("connected").expect("packet");
+            let text = packet.to_text().expect("text");
+            if text.starts_with("40") {
+                break;
+            }
+            assert_eq!(text, "2", "only a ping may come before CONNECT's answer");
+        }
+        ws
+    };
+    let closed_by_server = |mut ws: tokio_tungstenite::WebSocketStream<_>| async move {
+        let end = tokio::time::timeout(Duration::from_secs(5), async {
+            while let Some(Ok(message)) = ws.next().await {
+                if message.is_close() {
+                    break;
+                }
+            }
+        })
+        .await;
+        assert!(end.is_ok(), "the server closes the socket");
+    };
+
+    // A message over the limit: the socket is closed, nothing more.
+    let mut ws = open().await;
+    let big = format!(r#"42["/v1/im/new-message","{}"]"#, "x".repeat(200 * 1024));
+    let _ = ws.send(WsMessage::text(big)).await;
+    closed_by_server(ws).await;
+
+    for _ in 0..5 {
+        let mut ws = open().await;
+        let deep = format!(
+            r#"42["/v1/im/new-message",{}]"#,
+            "[".repeat(60_000) + &"]".repeat(60_000)
+        );
+        let _ = ws.send(WsMessage::text(deep)).await;
+        let _ = ws.close(None).await;
+    }
+    let mut ws = open().await;
+    ws.send(WsMessage::text(
+        r#"421["/v1/im/get-messages",{"conversationId":3}]"#,
+    ))
+    .await
+    .expect("send");
+    let ack = loop {
+        let packet = ws.next().await.expect("answer").expect("packet");
+        let text = packet.to_text().expect("text").to_owned();
+        if text.starts_with("431") {
+            break text;
+        }
+    };
+    assert_eq!(ack_payload(&ack, 1)["count"], 0);
+}
+
+on_both_backends!(
+    limits_are_announced,
+    bad_payloads_get_errors,
+    malformed_packets_keep_the_server_up,
+    websocket_limits,
+);
