@@ -8,8 +8,12 @@ mod common;
 
 use std::time::Duration;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+
 use common::{Backend, TestServer};
 use futures_util::{SinkExt, StreamExt};
+use im_server::app::Startup;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -41,6 +45,8 @@ async fn session(server: &TestServer, username: &str) -> (String, String) {
 struct Polling {
     http: reqwest::Client,
     url: String,
+    /// Packets received but not asked for yet.
+    pending: std::sync::Mutex<std::collections::VecDeque<String>>,
 }
 
 impl Polling {
@@ -66,6 +72,7 @@ impl Polling {
         let polling = Polling {
             url: format!("{base}&sid={sid}"),
             http,
+            pending: Default::default(),
         };
         assert!(polling.post(cookie, "40").await, "CONNECT accepted");
         polling.expect(cookie, "40{\"sid\":").await;
@@ -103,15 +110,22 @@ impl Polling {
     }
 
     /// Waits for the packet that starts with `prefix`, answering pings on the way.
+    /// Packets that do not match stay pending for a later call.
     async fn expect(&self, cookie: &str, prefix: &str) -> String {
         for _ in 0..10 {
+            {
+                let mut pending = self.pending.lock().expect("pending packets");
+                if let Some(index) = pending.iter().position(|p| p.starts_with(prefix)) {
+                    return pending.remove(index).expect("packet at index");
+                }
+            }
             let payload = self.get(cookie).await.expect("connection open");
             for packet in payload.split(SEPARATOR) {
-                if packet.starts_with(prefix) {
-                    return packet.to_owned();
-                }
                 if packet == "2" {
                     self.post(cookie, "3").await;
+                } else {
+                    let mut pending = self.pending.lock().expect("pending packets");
+                    pending.push_back(packet.to_owned());
                 }
             }
         }
@@ -334,6 +348,144 @@ async fn websocket_limits(backend: Backend) {
         }
     };
     assert_eq!(ack_payload(&ack, 1)["count"], 0);
+}
+
+/// What the fake backend was asked: the access token it got, and the request body.
+type Asked = (Option<String>, Value);
+
+/// A stand-in for Baidu UNIT: answers, answers too late, or fails, as the test says.
+#[derive(Clone, Default)]
+struct FakeUnit {
+    mode: Arc<AtomicU8>,
+    seen: Arc<std::sync::Mutex<Vec<Asked>>>,
+}
+
+const ANSWER: u8 = 0;
+const SLOW: u8 = 1;
+const BROKEN: u8 = 2;
+
+async fn fake_unit() -> (String, FakeUnit) {
+    use axum::extract::{Query, State};
+    use axum::routing::post;
+    let fake = FakeUnit::default();
+    let router = axum::Router::new()
+        .route(
+            "/oauth/2.0/token",
+            post(|| async {
+                axum::Json(json!({"access_token": "fake-token", "expires_in": 2_592_000}))
+            }),
+        )
+        .route(
+            "/rpc/2.0/unit/service/chat",
+            post(
+                |State(fake): State<FakeUnit>,
+                 Query(query): Query<std::collections::HashMap<String, String>>,
+                 axum::Json(body): axum::Json<Value>| async move {
+                    fake.seen
+                        .lock()
+                        .expect("seen")
+                        .push((query.get("access_token").cloned(), body));
+                    match fake.mode.load(Ordering::SeqCst) {
+                        SLOW => tokio::time::sleep(Duration::from_secs(5)).await,
+                        BROKEN => {
+                            return axum::Json(
+                                json!({"error_code": 282000, "error_msg": "internal"}),
+                            );
+                        }
+                        _ => {}
+                    }
+                    axum::Json(json!({"error_code": 0, "result": {"response_list": [
+                        {"action_list": [{"say": "来自 UNIT 的回答"}]}
+                    ]}}))
+                },
+            ),
+        )
+        .with_state(fake.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    (base, fake)
+}
+
+/// The robot asks the configured backend (with its access token), and answers by itself when
+/// the backend is slow or failing, without holding up the socket's other events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn robot_asks_its_backend_and_falls_back() {
+    let (unit, fake) = fake_unit().await;
+    let server = TestServer::start_with(Backend::Sqlite, Startup { demo: true }, |config| {
+        config.robot.url = Some(format!("{unit}/rpc/2.0/unit/service/chat"));
+        config.robot.token_url = format!("{unit}/oauth/2.0/token");
+        config.robot.api_key = Some("key".into());
+        config.robot.secret_key = Some("secret".into());
+        config.robot.service_id = "S1".into();
+        config.robot.timeout_ms = 600;
+    })
+    .await;
+    let (cookie, _) = session(&server, "user").await;
+    let (polling, _) = Polling::open(&server, &cookie).await;
+    let question = json!({"type": "robot", "conversationId": "robot", "fromId": 2, "toId": "robot",
+                          "body": {"type": "text", "msg": "你好"}});
+    let ask = |id: u32| format!(r#"42{id}["/v1/im/new-message",{question}]"#);
+    let answer_of = |packet: String| -> Value {
+        let event: Value = serde_json::from_str(&packet[2..]).expect("event JSON");
+        event[1].clone()
+    };
+
+    fake.mode.store(ANSWER, Ordering::SeqCst);
+    assert!(polling.post(&cookie, ask(1)).await);
+    assert_eq!(
+        ack_payload(&polling.expect(&cookie, "431").await, 1),
+        question
+    );
+    let echo = answer_of(polling.expect(&cookie, r#"42["/v1/im/new-message""#).await);
+    assert_eq!(echo, question);
+    let answer = answer_of(polling.expect(&cookie, r#"42["/v1/im/new-message""#).await);
+    assert_eq!(
+        answer,
+        json!({"type": "robot", "conversationId": "robot", "fromId": "robot", "toId": 2,
+               "body": {"type": "text", "msg": "来自 UNIT 的回答"}})
+    );
+    {
+        let seen = fake.seen.lock().expect("seen");
+        assert_eq!(seen.len(), 1);
+        assert_eq!(seen[0].0.as_deref(), Some("fake-token"));
+        assert_eq!(seen[0].1["request"]["query"], "你好");
+        assert_eq!(seen[0].1["request"]["user_id"], "2");
+        assert_eq!(seen[0].1["service_id"], "S1");
+    }
+
+    for mode in [SLOW, BROKEN] {
+        fake.mode.store(mode, Ordering::SeqCst);
+        let started = std::time::Instant::now();
+        assert!(polling.post(&cookie, ask(2)).await);
+        // The socket's next event is answered while the robot still waits for its backend.
+        assert!(
+            polling
+                .post(
+                    &cookie,
+                    r#"423["/v1/im/get-messages",{"conversationId":3}]"#
+                )
+                .await
+        );
+        polling.expect(&cookie, "433").await;
+        polling.expect(&cookie, "432").await;
+        let echo = answer_of(polling.expect(&cookie, r#"42["/v1/im/new-message""#).await);
+        assert_eq!(echo, question);
+        let answer = answer_of(polling.expect(&cookie, r#"42["/v1/im/new-message""#).await);
+        let said = answer["body"]["msg"].as_str().expect("an answer");
+        assert_eq!(
+            said,
+            im_server::domain::robot::local_answer("你好"),
+            "mode {mode}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "mode {mode}: {:?}",
+            started.elapsed()
+        );
+    }
 }
 
 on_both_backends!(

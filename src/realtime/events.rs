@@ -12,6 +12,7 @@ use super::{GET_MESSAGES, JOIN, NEW_MESSAGE, Reply, conversation_room, user_room
 use crate::app::App;
 use crate::domain::DomainError;
 use crate::domain::messaging::{self, HistoryRequest, JoinRequest, SendRequest};
+use crate::domain::robot::Robot;
 use crate::store::models::Message;
 
 /// A message as `/v1/im/new-message` delivers it: API.md §5's fields (no `updatedAt`) plus `seq`.
@@ -54,10 +55,14 @@ fn raw_json<S: serde::Serializer>(text: &&str, serializer: S) -> Result<S::Ok, S
 ///
 /// The listeners are set up before this returns its future: the client may emit as soon as it
 /// sees the CONNECT packet, which went out already, and socketioxide only spawns the future.
-pub fn on_connect(app: Arc<App>, socket: SocketRef) -> impl Future<Output = ()> + Send {
+pub fn on_connect(
+    app: Arc<App>,
+    robot: Arc<Robot>,
+    socket: SocketRef,
+) -> impl Future<Output = ()> + Send {
     let identity = socket.extensions.get::<Identity>();
     if let Some(identity) = &identity {
-        listen(&app, &socket, identity);
+        listen(&app, &robot, &socket, identity);
     }
     async move {
         match identity {
@@ -70,7 +75,7 @@ pub fn on_connect(app: Arc<App>, socket: SocketRef) -> impl Future<Output = ()> 
     }
 }
 
-fn listen(app: &Arc<App>, socket: &SocketRef, identity: &Identity) {
+fn listen(app: &Arc<App>, robot: &Arc<Robot>, socket: &SocketRef, identity: &Identity) {
     socket.on(JOIN, {
         let app = app.clone();
         move |socket: SocketRef, TryData(payload): TryData<Value>, reply: Reply| {
@@ -80,9 +85,11 @@ fn listen(app: &Arc<App>, socket: &SocketRef, identity: &Identity) {
     });
     socket.on(NEW_MESSAGE, {
         let app = app.clone();
+        let robot = robot.clone();
         move |socket: SocketRef, io: SocketIo, TryData(payload): TryData<Value>, reply: Reply| {
             let app = app.clone();
-            async move { post_message(app, socket, io, payload.ok(), reply).await }
+            let robot = robot.clone();
+            async move { post_message(app, robot, socket, io, payload.ok(), reply).await }
         }
     });
     socket.on(GET_MESSAGES, {
@@ -128,6 +135,7 @@ async fn join_conversation(app: &App, socket: SocketRef, payload: Option<Value>,
 
 async fn post_message(
     app: Arc<App>,
+    robot: Arc<Robot>,
     socket: SocketRef,
     io: SocketIo,
     payload: Option<Value>,
@@ -142,7 +150,7 @@ async fn post_message(
         Err(error) => return reply.fail(&socket, NEW_MESSAGE, &error),
     };
     if messaging::is_robot(&payload) {
-        return super::robot::converse(app, socket, &actor, payload, reply);
+        return super::robot::converse(robot, socket, &actor, payload, reply);
     }
     let posted = async {
         let request = SendRequest::from_json(&payload)?;

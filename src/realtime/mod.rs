@@ -21,6 +21,7 @@ use socketioxide::{ParserConfig, SocketIo};
 
 use crate::app::App;
 use crate::domain::DomainError;
+use crate::domain::robot::Robot;
 
 /// Largest Engine.IO packet (a WebSocket message, or a long-polling POST), in bytes. A message
 /// body is at most 64 KiB of JSON (API.md §3); twice that leaves room for the event's envelope
@@ -74,9 +75,10 @@ pub fn layer(app: &Arc<App>) -> SocketIoLayer {
 
 /// The namespace `/`: a connection is let in only with a valid session (cookie or token).
 fn register(io: &SocketIo, app: &Arc<App>) {
+    let robot = Arc::new(Robot::new(&app.config.robot));
     let connected = {
         let app = app.clone();
-        move |socket: SocketRef| events::on_connect(app.clone(), socket)
+        move |socket: SocketRef| events::on_connect(app.clone(), robot.clone(), socket)
     };
     let check = {
         let app = app.clone();

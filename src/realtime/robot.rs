@@ -7,11 +7,11 @@ use serde_json::Value;
 use socketioxide::extract::SocketRef;
 
 use super::{NEW_MESSAGE, Reply};
-use crate::app::App;
-use crate::domain::{Actor, robot};
+use crate::domain::Actor;
+use crate::domain::robot::{self, Robot};
 
 /// Answers a `type: "robot"` message; nothing is stored and no room hears it.
-pub fn converse(app: Arc<App>, socket: SocketRef, actor: &Actor, payload: Value, reply: Reply) {
+pub fn converse(robot: Arc<Robot>, socket: SocketRef, actor: &Actor, payload: Value, reply: Reply) {
     let question = match robot::Question::from_json(&payload) {
         Ok(question) => question,
         Err(error) => return reply.fail(&socket, NEW_MESSAGE, &error),
@@ -24,7 +24,7 @@ pub fn converse(app: Arc<App>, socket: SocketRef, actor: &Actor, payload: Value,
     // The answer may wait on an outside service: it must hold up neither this socket's other
     // events nor anyone else's.
     tokio::spawn(async move {
-        let answer = robot::answer(&app, user_id, &question).await;
+        let answer = robot.answer(user_id, &question).await;
         let response = question.response(payload, answer);
         if let Err(error) = socket.emit(NEW_MESSAGE, &response) {
             tracing::debug!(%error, "robot answer not sent");
