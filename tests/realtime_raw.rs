@@ -353,6 +353,55 @@ async fn websocket_limits(backend: Backend) {
 /// What the fake backend was asked: the access token it got, and the request body.
 type Asked = (Option<String>, Value);
 
+/// A send is stored under the conversation's next sequence number, in the transaction that
+/// also marks the conversation active; the ack is the stored message.
+async fn sending_stores_and_activates_the_conversation(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let (cookie, _) = session(&server, "user").await;
+    let (polling, _) = Polling::open(&server, &cookie).await;
+    let mut conn = server.app.db.get().await.expect("connection");
+    let before = conversation(&mut conn).await;
+    assert_eq!(before.last_seq, 0);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    for (id, msg) in [(1, "one"), (2, "two")] {
+        let packet = format!(
+            r#"42{id}["/v1/im/new-message",{{"type":"chat","conversationId":"3","fromId":7,"toId":1,"body":{{"type":"text","msg":"{msg}"}}}}]"#
+        );
+        assert!(polling.post(&cookie, packet).await);
+        let ack = ack_payload(&polling.expect(&cookie, &format!("43{id}")).await, id);
+        assert_eq!(
+            common::mask_times(&ack),
+            json!({"id": id, "seq": id, "body": {"type": "text", "msg": msg}, "fromId": 2,
+                   "toId": 7, "conversationId": 3, "createdAt": "<time>"})
+        );
+    }
+    let after = conversation(&mut conn).await;
+    assert_eq!(after.last_seq, 2);
+    assert!(after.active_time > before.active_time);
+    assert!(after.updated_at > before.updated_at);
+    let stored = im_server::store::messages::page_newest_first(&mut conn, 3, 10, 0)
+        .await
+        .expect("messages");
+    assert_eq!(
+        stored
+            .iter()
+            .map(|m| (m.seq, m.from_id, m.to_id))
+            .collect::<Vec<_>>(),
+        [(2, 2, 7), (1, 2, 7)]
+    );
+}
+
+/// Conversation 3 (user and member3) as stored.
+async fn conversation(
+    conn: &mut im_server::store::DbConn,
+) -> im_server::store::models::Conversation {
+    im_server::store::conversations::find_for_member(conn, 3, 2)
+        .await
+        .expect("lookup")
+        .expect("user's conversation")
+        .0
+}
+
 /// A stand-in for Baidu UNIT: answers, answers too late, or fails, as the test says.
 #[derive(Clone, Default)]
 struct FakeUnit {
@@ -493,4 +542,5 @@ on_both_backends!(
     bad_payloads_get_errors,
     malformed_packets_keep_the_server_up,
     websocket_limits,
+    sending_stores_and_activates_the_conversation,
 );
