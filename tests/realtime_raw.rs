@@ -391,6 +391,37 @@ async fn sending_stores_and_activates_the_conversation(backend: Backend) {
     );
 }
 
+/// `domain::presence::online_users` (for the friend list's `online`) follows the user's sockets.
+async fn online_users_follow_sockets(backend: Backend) {
+    use im_server::domain::presence::online_users;
+    let server = TestServer::start(backend).await;
+    let (cookie, _) = session(&server, "user").await;
+    let online = || async { online_users(&server.app, &[2, 7]).await.expect("presence") };
+    assert!(online().await.is_empty());
+    let (first, _) = Polling::open(&server, &cookie).await;
+    let (second, _) = Polling::open(&server, &cookie).await;
+    // Presence is recorded just after the connection is accepted.
+    for _ in 0..50 {
+        if !online().await.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(online().await, [2].into());
+    // Engine.IO CLOSE: one device leaves, the user stays online; then the other.
+    assert!(first.post(&cookie, "1").await);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(online().await, [2].into());
+    assert!(second.post(&cookie, "1").await);
+    for _ in 0..50 {
+        if online().await.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(online().await.is_empty());
+}
+
 /// Conversation 3 (user and member3) as stored.
 async fn conversation(
     conn: &mut im_server::store::DbConn,
@@ -543,4 +574,5 @@ on_both_backends!(
     malformed_packets_keep_the_server_up,
     websocket_limits,
     sending_stores_and_activates_the_conversation,
+    online_users_follow_sockets,
 );

@@ -19,6 +19,11 @@ use crate::store;
 pub async fn connected(app: &App, socket: &SocketRef, identity: &Identity) {
     let change = presence::socket_connected(app, identity.user_id, &socket.id.to_string()).await;
     announce(socket, change).await;
+    if !socket.connected() {
+        // It left while it was being recorded, and its disconnect handler found nothing to
+        // forget: forget it now, or the user would stay online for ever.
+        disconnected(app, socket, identity).await;
+    }
 }
 
 pub async fn disconnected(app: &App, socket: &SocketRef, identity: &Identity) {
