@@ -89,13 +89,7 @@ pub struct HistoryRequest {
 impl HistoryRequest {
     pub fn from_json(payload: &Value) -> Result<Self, DomainError> {
         let fields = object(payload)?;
-        let page_size = number(fields.get("pageSize"))?
-            .unwrap_or(DEFAULT_PAGE_SIZE)
-            .clamp(1, MAX_PAGE_SIZE);
-        let page_number = number(fields.get("pageNumber"))?
-            .unwrap_or(1)
-            .clamp(1, MAX_PAGE_NUMBER);
-        let since = number(fields.get("since"))?.map(|seq| seq.max(0));
+        let (page_size, page_number, since) = paging(fields)?;
         Ok(HistoryRequest {
             conversation_id: conversation_id(fields.get("conversationId"))?,
             page_size,
@@ -108,6 +102,28 @@ impl HistoryRequest {
 /// Whether a payload is the robot's (`type: "robot"`), which is answered, never stored.
 pub fn is_robot(payload: &Value) -> bool {
     payload.get("type").and_then(Value::as_str) == Some("robot")
+}
+
+/// The H5 client's robot chat is conversation `"robot"`.
+pub const ROBOT_CONVERSATION: &str = "robot";
+
+/// Whether an event names the robot's conversation, which has no members to check (everyone
+/// may talk to the robot) and no stored history.
+pub fn is_robot_conversation(payload: &Value) -> bool {
+    payload.get("conversationId").and_then(Value::as_str) == Some(ROBOT_CONVERSATION)
+}
+
+/// The history of the robot's conversation: always empty, since robot talk is never stored (the
+/// original answered the same, as no message row matched).
+pub fn robot_history(payload: &Value) -> Result<Value, DomainError> {
+    let (page_size, page_number, _) = paging(object(payload)?)?;
+    Ok(serde_json::json!({
+        "conversationId": ROBOT_CONVERSATION,
+        "pageSize": page_size,
+        "pageNumber": page_number,
+        "count": 0,
+        "messages": [],
+    }))
 }
 
 /// The body rule of API.md §3: a JSON object with a string `type`, at most 64 KiB as JSON.
@@ -139,6 +155,18 @@ impl std::io::Write for ByteCounter {
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
+}
+
+/// `pageSize` (default 10, clamped), `pageNumber` (default 1, clamped) and `since`.
+fn paging(fields: &serde_json::Map<String, Value>) -> Result<(i64, i64, Option<i64>), DomainError> {
+    let page_size = number(fields.get("pageSize"))?
+        .unwrap_or(DEFAULT_PAGE_SIZE)
+        .clamp(1, MAX_PAGE_SIZE);
+    let page_number = number(fields.get("pageNumber"))?
+        .unwrap_or(1)
+        .clamp(1, MAX_PAGE_NUMBER);
+    let since = number(fields.get("since"))?.map(|seq| seq.max(0));
+    Ok((page_size, page_number, since))
 }
 
 fn object(payload: &Value) -> Result<&serde_json::Map<String, Value>, DomainError> {

@@ -118,16 +118,24 @@ fn payload(payload: Option<Value>) -> Result<Value, DomainError> {
 async fn join_conversation(app: &App, socket: SocketRef, payload: Option<Value>, reply: Reply) {
     let joined = async {
         let actor = current_actor(app, &socket).await?;
-        let request = JoinRequest::from_json(&self::payload(payload)?)?;
+        let payload = self::payload(payload)?;
+        if messaging::is_robot_conversation(&payload) {
+            // Robot talk goes to the sender's socket only: there is no room to join.
+            return Ok(None);
+        }
+        let request = JoinRequest::from_json(&payload)?;
         let mut conn = app.db.get().await?;
         messaging::join(&mut conn, &actor, &request).await?;
-        Ok::<_, DomainError>(request.conversation_id)
+        Ok::<_, DomainError>(Some(request.conversation_id))
     }
     .await;
     match joined {
-        Ok(conversation_id) => {
+        Ok(Some(conversation_id)) => {
             socket.join(conversation_room(conversation_id));
             reply.ok(&serde_json::json!({ "conversationId": conversation_id }));
+        }
+        Ok(None) => {
+            reply.ok(&serde_json::json!({ "conversationId": messaging::ROBOT_CONVERSATION }))
         }
         Err(error) => reply.fail(&socket, JOIN, &error),
     }
@@ -185,9 +193,14 @@ async fn post_message(
 async fn get_messages(app: &App, socket: SocketRef, payload: Option<Value>, reply: Reply) {
     let history = async {
         let actor = current_actor(app, &socket).await?;
-        let request = HistoryRequest::from_json(&self::payload(payload)?)?;
+        let payload = self::payload(payload)?;
+        if messaging::is_robot_conversation(&payload) {
+            return messaging::robot_history(&payload);
+        }
+        let request = HistoryRequest::from_json(&payload)?;
         let mut conn = app.db.get().await?;
-        messaging::history(&mut conn, &actor, &request).await
+        let history = messaging::history(&mut conn, &actor, &request).await?;
+        serde_json::to_value(history).map_err(|e| DomainError::Internal(e.to_string()))
     }
     .await;
     match history {

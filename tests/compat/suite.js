@@ -397,6 +397,10 @@ const scenarios = {
     assert.equal(heard[1].toId, ID.user);
     assert.equal(heard[1].body.type, 'text');
     assert.ok(heard[1].body.msg.length > 0 && heard[1].body.msg !== '你好', heard[1].body.msg);
+    // The robot's conversation can be joined and paged like any other: it has no history.
+    assert.deepEqual(await ack(a, '/v1/im/join', { conversationId: 'robot' }), { conversationId: 'robot' });
+    assert.deepEqual(await ack(a, '/v1/im/get-messages', { conversationId: 'robot', pageSize: 20, pageNumber: 1 }),
+      { conversationId: 'robot', pageSize: 20, pageNumber: 1, count: 0, messages: [] });
   },
 };
 
