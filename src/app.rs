@@ -7,6 +7,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use axum::Router;
 use axum::http::{HeaderName, HeaderValue};
+use redis::aio::ConnectionManager;
 use tokio::net::TcpListener;
 use tower_cookies::CookieManagerLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
@@ -16,6 +17,7 @@ use crate::config::{Config, redact_url};
 use crate::domain::{events, rbac, seed};
 use crate::session::SessionStore;
 use crate::session::memory::MemorySessions;
+use crate::session::redis::RedisSessions;
 use crate::store::{self, Db};
 
 /// Everything a request handler may use; built once in `main`, shared by every handler.
@@ -23,6 +25,8 @@ pub struct App {
     pub config: Config,
     pub db: Db,
     pub sessions: Arc<dyn SessionStore>,
+    /// The shared Redis when several processes run (`REDIS_URL`); `None` on one process.
+    pub redis: Option<ConnectionManager>,
     /// Changes the transports must act on (a ban drops the user's sockets).
     pub events: events::Events,
     /// Which users have a connected socket (in memory; shared through Redis later).
@@ -46,6 +50,9 @@ impl App {
             .with_context(|| format!("migrating {}", redact_url(&config.database_url)))?;
         tracing::info!(applied, backend = ?store::Backend::of_url(&config.database_url)?, "database schema up to date");
         let db = Db::connect(&config.database_url, config.db_pool)?;
+        let lock = store::migrate::StartupLock::acquire(&db)
+            .await
+            .context("connecting to the database")?;
         let mut conn = db.get().await.context("connecting to the database")?;
         rbac::ensure_builtin(&mut conn).await?;
         if startup.demo {
@@ -65,11 +72,23 @@ impl App {
             );
         }
         drop(conn);
-        let sessions: Arc<dyn SessionStore> = MemorySessions::new(config.session_ttl());
+        lock.release().await?;
+        let (redis, sessions): (_, Arc<dyn SessionStore>) = match &config.redis_url {
+            Some(url) => {
+                // Lazy: the server starts, and reports itself unready, while Redis is down.
+                let redis = crate::session::redis::connect(url)
+                    .with_context(|| format!("Redis URL {}", redact_url(url)))?;
+                let sessions =
+                    RedisSessions::new(redis.clone(), &config.redis_prefix, config.session_ttl());
+                (Some(redis), Arc::new(sessions))
+            }
+            None => (None, MemorySessions::new(config.session_ttl())),
+        };
         Ok(Arc::new(App {
             config,
             db,
             sessions,
+            redis,
             events: events::channel(),
             presence: Arc::new(crate::domain::presence::MemoryPresence::default()),
         }))
@@ -86,6 +105,7 @@ impl App {
         Router::new()
             .nest("/api/v1", crate::http::api_router())
             .merge(crate::http::health::router())
+            .merge(crate::http::files::router(self))
             .fallback(|| async { crate::http::envelope::not_found() })
             .layer(CookieManagerLayer::new())
             // The original's (egg-security) headers.

@@ -33,6 +33,10 @@ pub struct Config {
     #[arg(long, env = "REDIS_URL", global = true)]
     pub redis_url: Option<String>,
 
+    /// Prefix of every Redis key this server writes, so several deployments can share a Redis.
+    #[arg(long, env = "IM_REDIS_PREFIX", default_value = "im:", global = true)]
+    pub redis_prefix: String,
+
     /// Folder of uploaded files (under `upload/`), served at `/public/`.
     #[arg(
         long,
@@ -153,6 +157,7 @@ impl fmt::Debug for Config {
             .field("database_url", &redact_url(&self.database_url))
             .field("db_pool", &self.db_pool)
             .field("redis_url", &self.redis_url.as_deref().map(redact_url))
+            .field("redis_prefix", &self.redis_prefix)
             .field("public_dir", &self.public_dir)
             .field("upload_max", &self.upload_max)
             .field("timezone", &self.timezone)

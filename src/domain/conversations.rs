@@ -72,3 +72,79 @@ impl Membership {
         }
     }
 }
+
+/// What a listed conversation is with: the friend (user + `userInfo`) or the group.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(untagged)]
+pub enum Target {
+    Friend(super::profiles::UserWithInfo),
+    Group(Group),
+}
+
+/// A conversation of the session user's list: the conversation plus its `target`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ListedConversation {
+    #[serde(flatten)]
+    pub conversation: Conversation,
+    pub target: Target,
+}
+
+/// The user's active conversations, newest `updatedAt` first: those of their friendships and of
+/// their groups that are not disabled. Three queries whatever the number of conversations.
+pub async fn list_conversations(
+    app: &crate::app::App,
+    actor: &super::Actor,
+) -> Result<Vec<ListedConversation>, DomainError> {
+    let mut conn = app.db.get().await?;
+    let chats = store::conversations::active_chats_of_user(&mut conn, actor.user_id).await?;
+    let groupchats =
+        store::conversations::active_groupchats_of_user(&mut conn, actor.user_id).await?;
+    let peer_of = |friend: &crate::store::models::Friend| {
+        if friend.user_id == actor.user_id {
+            friend.friend_id
+        } else {
+            friend.user_id
+        }
+    };
+    let peer_ids: Vec<i32> = chats.iter().map(|(_, friend)| peer_of(friend)).collect();
+    let mut people = super::profiles::load_people(&mut conn, &peer_ids).await?;
+    let mut listed: Vec<ListedConversation> = Vec::with_capacity(chats.len() + groupchats.len());
+    for (conversation, friend) in chats {
+        // A friendship whose other user is gone (deleted meanwhile) has nothing to show.
+        if let Some(peer) = people.remove(&peer_of(&friend)) {
+            listed.push(ListedConversation {
+                conversation,
+                target: Target::Friend(peer),
+            });
+        }
+    }
+    listed.extend(
+        groupchats
+            .into_iter()
+            .map(|(conversation, group)| ListedConversation {
+                conversation,
+                target: Target::Group(group),
+            }),
+    );
+    listed.sort_by(|a, b| {
+        (b.conversation.updated_at, b.conversation.id)
+            .cmp(&(a.conversation.updated_at, a.conversation.id))
+    });
+    Ok(listed)
+}
+
+/// Shows (or hides) a conversation in the user's list and marks it used now; only a member may,
+/// and not in a disbanded group (the original let anyone touch any conversation).
+pub async fn set_active(
+    app: &crate::app::App,
+    actor: &super::Actor,
+    conversation_id: i32,
+    active: bool,
+) -> Result<(), DomainError> {
+    let mut conn = app.db.get().await?;
+    membership(&mut conn, actor.user_id, conversation_id)
+        .await?
+        .ensure_open()?;
+    store::conversations::set_active(&mut conn, conversation_id, active).await?;
+    Ok(())
+}

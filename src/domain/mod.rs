@@ -2,14 +2,20 @@
 //! stored. REST handlers and Socket.IO handlers call these functions and only render the result.
 
 pub mod accounts;
+pub mod applies;
 pub mod conversations;
 mod error;
 pub mod events;
+pub mod friendship;
+pub mod groups;
 pub mod messaging;
 pub mod presence;
+pub mod profiles;
 pub mod rbac;
 pub mod robot;
+pub mod search;
 pub mod seed;
+pub mod uploads;
 
 pub use error::DomainError;
 

@@ -22,27 +22,46 @@ async fn show_health() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// How long a readiness probe waits for the database before calling it down.
+/// How long a readiness probe waits for a service before calling it down.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Every service a request may need answers: 200, or 503 naming what is down.
 async fn show_readiness(State(app): State<Arc<App>>) -> (StatusCode, Json<Value>) {
-    let database = match tokio::time::timeout(PROBE_TIMEOUT, app.db.ping()).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(error)) => Err(error.to_string()),
-        Err(_) => Err("timed out".to_owned()),
-    };
-    match database {
-        Ok(()) => (
-            StatusCode::OK,
-            Json(json!({ "status": "ok", "database": "ok" })),
-        ),
-        Err(cause) => {
-            tracing::warn!(%cause, "readiness: database unavailable");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({ "status": "unavailable", "database": "unavailable" })),
-            )
-        }
+    let database = probe("database", app.db.ping()).await;
+    let mut report = json!({ "database": state(database) });
+    let mut ready = database;
+    if let Some(redis) = &app.redis {
+        let mut redis = redis.clone();
+        let pong = probe("redis", async move {
+            redis::cmd("PING").query_async::<String>(&mut redis).await
+        })
+        .await;
+        report["redis"] = json!(state(pong));
+        ready &= pong;
     }
+    report["status"] = json!(state(ready));
+    let code = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(report))
+}
+
+fn state(up: bool) -> &'static str {
+    if up { "ok" } else { "unavailable" }
+}
+
+/// Whether `check` succeeds within the probe timeout; a failure is logged with its cause.
+async fn probe<T, E: std::fmt::Display>(
+    service: &str,
+    check: impl Future<Output = Result<T, E>>,
+) -> bool {
+    let cause = match tokio::time::timeout(PROBE_TIMEOUT, check).await {
+        Ok(Ok(_)) => return true,
+        Ok(Err(error)) => error.to_string(),
+        Err(_) => "timed out".to_owned(),
+    };
+    tracing::warn!(service, %cause, "readiness: service unavailable");
+    false
 }

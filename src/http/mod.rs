@@ -1,9 +1,18 @@
 //! REST: one module per resource, each with its own `router()`, merged here under `/api/v1`.
 
+pub mod applies;
 pub mod auth;
+pub mod conversations;
 pub mod envelope;
 pub mod extract;
+pub mod files;
+pub mod friends;
+pub mod groups;
 pub mod health;
+pub mod params;
+pub mod search;
+pub mod upload;
+pub mod userinfo;
 
 use std::sync::Arc;
 
@@ -18,6 +27,13 @@ use envelope::ApiError;
 pub fn api_router() -> Router<Arc<App>> {
     Router::new()
         .merge(auth::router())
+        .merge(userinfo::router())
+        .merge(conversations::router())
+        .merge(groups::router())
+        .merge(applies::router())
+        .merge(friends::router())
+        .merge(search::router())
+        .merge(upload::router())
         .fallback(unknown_route)
         .method_not_allowed_fallback(unknown_route)
 }

@@ -4,6 +4,7 @@
 
 pub mod memory;
 pub mod password;
+pub mod redis;
 
 use async_trait::async_trait;
 use rand::Rng;

@@ -79,3 +79,79 @@ pub async fn insert_user_info(
             .await?)
     })
 }
+
+/// A user's profile by its own id (the id the H5 client puts in `PUT /userinfo/:id`).
+pub async fn find_user_info_by_id(
+    conn: &mut DbConn,
+    id: i32,
+) -> Result<Option<UserInfo>, StoreError> {
+    db_run!(conn: {
+        Ok(user_infos::table
+            .find(id)
+            .select(UserInfo::as_select())
+            .first(conn)
+            .await
+            .optional()?)
+    })
+}
+
+/// Rewrites the editable fields of a profile.
+pub async fn update_user_info(
+    conn: &mut DbConn,
+    id: i32,
+    nickname: &str,
+    photo: &str,
+    sign: Option<&str>,
+) -> Result<(), StoreError> {
+    let now = crate::time::now();
+    db_run!(conn: {
+        diesel::update(user_infos::table.find(id))
+            .set((
+                user_infos::nickname.eq(nickname),
+                user_infos::photo.eq(photo),
+                user_infos::sign.eq(sign),
+                user_infos::updated_at.eq(now),
+            ))
+            .execute(conn)
+            .await?;
+    });
+    Ok(())
+}
+
+/// Users with their profiles, in one query, in id order; ids without a user are left out.
+pub async fn users_with_infos(
+    conn: &mut DbConn,
+    ids: &[i32],
+) -> Result<Vec<(User, Option<UserInfo>)>, StoreError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    db_run!(conn: {
+        Ok(users::table
+            .left_join(user_infos::table)
+            .filter(users::id.eq_any(ids))
+            .order(users::id)
+            .select((User::as_select(), Option::<UserInfo>::as_select()))
+            .load(conn)
+            .await?)
+    })
+}
+
+/// Users whose username contains `value` (taken literally), with their profiles, at most `limit`.
+pub async fn search_users(
+    conn: &mut DbConn,
+    value: &str,
+    limit: i64,
+) -> Result<Vec<(User, Option<UserInfo>)>, StoreError> {
+    let pattern = super::contains_pattern(value);
+    db_run!(conn: {
+        Ok(users::table
+            .left_join(user_infos::table)
+            .filter(super::lower(users::username).like(&pattern).escape('\\'))
+            .order(users::id)
+            .limit(limit)
+            .select((User::as_select(), Option::<UserInfo>::as_select()))
+            .load(conn)
+            .await?)
+    })
+}

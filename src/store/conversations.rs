@@ -71,3 +71,56 @@ pub async fn find_for_member(
         Ok(group.map(|(conversation, group)| (conversation, Owner::Group(group))))
     })
 }
+
+/// The active conversations of `user_id`'s friendships, with the friendship they belong to.
+pub async fn active_chats_of_user(
+    conn: &mut DbConn,
+    user_id: i32,
+) -> Result<Vec<(Conversation, Friend)>, StoreError> {
+    db_run!(conn: {
+        Ok(conversations::table
+            .inner_join(friends::table)
+            .filter(conversations::active.eq(true))
+            .filter(friends::user_id.eq(user_id).or(friends::friend_id.eq(user_id)))
+            .select((Conversation::as_select(), Friend::as_select()))
+            .load(conn)
+            .await?)
+    })
+}
+
+/// The active conversations of the groups `user_id` is a member of that are not disabled.
+pub async fn active_groupchats_of_user(
+    conn: &mut DbConn,
+    user_id: i32,
+) -> Result<Vec<(Conversation, Group)>, StoreError> {
+    db_run!(conn: {
+        Ok(conversations::table
+            .inner_join(groups::table)
+            .filter(conversations::active.eq(true))
+            .filter(groups::disabled.eq(false))
+            .filter(diesel::dsl::exists(
+                user_groups::table
+                    .filter(user_groups::group_id.eq(groups::id))
+                    .filter(user_groups::user_id.eq(user_id)),
+            ))
+            .select((Conversation::as_select(), Group::as_select()))
+            .load(conn)
+            .await?)
+    })
+}
+
+/// Shows or hides a conversation in its members' lists and marks it used now.
+pub async fn set_active(conn: &mut DbConn, id: i32, active: bool) -> Result<(), StoreError> {
+    let now = crate::time::now();
+    db_run!(conn: {
+        diesel::update(conversations::table.find(id))
+            .set((
+                conversations::active.eq(active),
+                conversations::active_time.eq(now),
+                conversations::updated_at.eq(now),
+            ))
+            .execute(conn)
+            .await?;
+    });
+    Ok(())
+}

@@ -73,3 +73,65 @@ pub async fn is_member(conn: &mut DbConn, group_id: i32, user_id: i32) -> Result
         .await?)
     })
 }
+
+pub async fn find_group(conn: &mut DbConn, id: i32) -> Result<Option<Group>, StoreError> {
+    db_run!(conn: {
+        Ok(groups::table
+            .find(id)
+            .select(Group::as_select())
+            .first(conn)
+            .await
+            .optional()?)
+    })
+}
+
+/// The groups `user_id` is a member of that are not disabled, oldest first.
+pub async fn open_groups_of_user(
+    conn: &mut DbConn,
+    user_id: i32,
+) -> Result<Vec<Group>, StoreError> {
+    db_run!(conn: {
+        Ok(groups::table
+            .inner_join(user_groups::table)
+            .filter(user_groups::user_id.eq(user_id))
+            .filter(groups::disabled.eq(false))
+            .order(groups::id)
+            .select(Group::as_select())
+            .load(conn)
+            .await?)
+    })
+}
+
+/// Groups by id, in id order; ids without a group are left out.
+pub async fn groups_by_ids(conn: &mut DbConn, ids: &[i32]) -> Result<Vec<Group>, StoreError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    db_run!(conn: {
+        Ok(groups::table
+            .filter(groups::id.eq_any(ids))
+            .order(groups::id)
+            .select(Group::as_select())
+            .load(conn)
+            .await?)
+    })
+}
+
+/// Groups that are not disabled whose name contains `value` (taken literally), at most `limit`.
+pub async fn search_open_groups(
+    conn: &mut DbConn,
+    value: &str,
+    limit: i64,
+) -> Result<Vec<Group>, StoreError> {
+    let pattern = super::contains_pattern(value);
+    db_run!(conn: {
+        Ok(groups::table
+            .filter(groups::disabled.eq(false))
+            .filter(super::lower(groups::name).like(&pattern).escape('\\'))
+            .order(groups::id)
+            .limit(limit)
+            .select(Group::as_select())
+            .load(conn)
+            .await?)
+    })
+}

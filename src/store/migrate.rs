@@ -5,7 +5,8 @@ use diesel::connection::SimpleConnection;
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
-use super::{Backend, PgConn, StoreError, sqlite_path};
+use super::{Backend, Db, DbConn, PgConn, StoreError, sqlite_path};
+use crate::db_run;
 
 const SQLITE: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 const POSTGRES: EmbeddedMigrations = embed_migrations!("migrations/postgres");
@@ -56,4 +57,35 @@ fn apply<DB: diesel::backend::Backend>(
     conn.run_pending_migrations(migrations)
         .map(|versions| versions.len())
         .map_err(|e| StoreError::Query(format!("migration failed: {e}")))
+}
+
+/// Held while a process writes its start-up data, so processes that start together don't both
+/// find "no roles yet" or "no users yet" and insert twice. On PostgreSQL a session advisory lock
+/// (freed by the database if the process dies); SQLite's immediate transactions already serialize.
+pub struct StartupLock {
+    conn: Option<DbConn>,
+}
+
+const PG_STARTUP_LOCK: i64 = PG_MIGRATION_LOCK + 1;
+
+impl StartupLock {
+    pub async fn acquire(db: &Db) -> Result<Self, StoreError> {
+        if db.backend() != Backend::Postgres {
+            return Ok(Self { conn: None });
+        }
+        use diesel_async::SimpleAsyncConnection;
+        let mut conn = db.get().await?;
+        let lock = &mut conn;
+        db_run!(lock: { lock.batch_execute(&format!("SELECT pg_advisory_lock({PG_STARTUP_LOCK})")).await?; });
+        Ok(Self { conn: Some(conn) })
+    }
+
+    pub async fn release(self) -> Result<(), StoreError> {
+        use diesel_async::SimpleAsyncConnection;
+        if let Some(mut conn) = self.conn {
+            let lock = &mut conn;
+            db_run!(lock: { lock.batch_execute(&format!("SELECT pg_advisory_unlock({PG_STARTUP_LOCK})")).await?; });
+        }
+        Ok(())
+    }
 }

@@ -66,3 +66,25 @@ impl From<diesel_async::pooled_connection::deadpool::PoolError> for StoreError {
         StoreError::Unavailable(error.to_string())
     }
 }
+
+diesel::define_sql_function! {
+    /// SQL `lower()`, which both backends have: searches compare lower-cased text, since
+    /// PostgreSQL's LIKE is case-sensitive where SQLite's (and the original's MySQL) is not.
+    fn lower(text: diesel::sql_types::Text) -> diesel::sql_types::Text;
+}
+
+/// A LIKE pattern matching text that contains `value` literally: `\`, `%` and `_` are escaped with
+/// `\`, which every query using it names as its ESCAPE character (SQLite has no default one).
+/// The pattern is lower-cased, to be matched against [`lower`] of a column.
+pub fn contains_pattern(value: &str) -> String {
+    let mut pattern = String::with_capacity(value.len() + 2);
+    pattern.push('%');
+    for c in value.to_lowercase().chars() {
+        if matches!(c, '\\' | '%' | '_') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}

@@ -2,6 +2,8 @@
 //! SQLite file, or a new PostgreSQL database), and HTTP clients with cookie jars.
 #![allow(dead_code)] // each test binary uses its own part of the harness
 
+pub mod cluster;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -165,7 +167,7 @@ impl Drop for TestServer {
 }
 
 /// Creates an empty database named for this test process and returns its URL.
-async fn new_pg_database(server: &str) -> String {
+pub async fn new_pg_database(server: &str) -> String {
     let name = format!(
         "im_test_{}_{}_{}",
         std::process::id(),
@@ -295,4 +297,23 @@ pub fn assert_no_password(value: &Value) {
         }
         _ => {}
     }
+}
+
+/// The Redis of the tests, from `IM_TEST_REDIS_URL` (e.g. `redis://127.0.0.1:6379`); required in CI.
+pub fn redis_url() -> Option<String> {
+    match std::env::var("IM_TEST_REDIS_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ if std::env::var_os("CI").is_some() => {
+            panic!("IM_TEST_REDIS_URL must be set in CI: Redis tests may not be skipped")
+        }
+        _ => {
+            eprintln!("IM_TEST_REDIS_URL unset: Redis test not run (.ci/run runs it)");
+            None
+        }
+    }
+}
+
+/// A Redis key prefix no other test uses.
+pub fn unique_prefix() -> String {
+    format!("imtest:{}:{}:", std::process::id(), rand_suffix())
 }
