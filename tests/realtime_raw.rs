@@ -422,6 +422,53 @@ async fn online_users_follow_sockets(backend: Backend) {
     assert!(online().await.is_empty());
 }
 
+/// A socket whose session ended (logout on another tab) is told to log in on its next event and
+/// is disconnected.
+async fn a_socket_goes_with_its_session(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let (cookie, _) = session(&server, "user").await;
+    let (polling, _) = Polling::open(&server, &cookie).await;
+    let reply: Value = reqwest::Client::new()
+        .post(server.url("/api/v1/logout"))
+        .header("cookie", &cookie)
+        .json(&json!({}))
+        .send()
+        .await
+        .expect("logout")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(reply["statusCode"], "0", "{reply}");
+    assert!(
+        polling
+            .post(&cookie, r#"421["/v1/im/join",{"conversationId":3}]"#)
+            .await
+    );
+    let ack = ack_payload(&polling.expect(&cookie, "431").await, 1);
+    assert_eq!(
+        ack,
+        json!({"event": "/v1/im/join", "statusCode": "1", "errorMessage": "请登录", "data": null})
+    );
+    // Socket.IO DISCONNECT for namespace `/`, or the connection already closed.
+    let is_close = |p: &String| p == "41" || p == "1";
+    let mut closed = polling
+        .pending
+        .lock()
+        .expect("pending")
+        .iter()
+        .any(is_close);
+    for _ in 0..5 {
+        if closed {
+            break;
+        }
+        match polling.get(&cookie).await {
+            None => closed = true,
+            Some(payload) => closed = payload.split(SEPARATOR).any(|p| is_close(&p.to_owned())),
+        }
+    }
+    assert!(closed, "the socket is disconnected");
+}
+
 /// Conversation 3 (user and member3) as stored.
 async fn conversation(
     conn: &mut im_server::store::DbConn,
@@ -575,4 +622,5 @@ on_both_backends!(
     websocket_limits,
     sending_stores_and_activates_the_conversation,
     online_users_follow_sockets,
+    a_socket_goes_with_its_session,
 );
