@@ -69,6 +69,7 @@ async fn memory_stays_bounded_under_malformed_messages() {
         abuse(&url, 30).await;
     }
     let after = resident_kib().unwrap_or(warm);
+    eprintln!("resident memory: {before_start} KiB at start, {warm} KiB warm, {after} KiB after");
     assert!(
         after.saturating_sub(warm) < 32 * 1024,
         "memory grew from {warm} KiB to {after} KiB over 90 abusive sockets"
