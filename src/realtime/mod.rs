@@ -33,10 +33,12 @@ const MAX_BUFFERED_PACKETS: usize = 256;
 /// No client of ours sends binary attachments; refusing them closes the door of advisory
 /// GHSA-55mf-67qm-4wpg (attachments buffered without bound) whatever the parser's defaults.
 const MAX_BINARY_ATTACHMENTS: usize = 0;
+/// Bytes of binary data buffered for a packet in progress (none are accepted, see above).
 const MAX_BINARY_BUFFER: usize = 1024;
 /// A half-received packet is dropped after this long.
 const PACKET_COMPLETION: Duration = Duration::from_secs(5);
-/// Heartbeat: the original socket.io 2 server's values, so old clients see the same timing.
+/// Heartbeat: Socket.IO 4's defaults; every client takes them from the handshake, and the
+/// proxy timeouts of nginx.conf are set above their sum.
 const PING_INTERVAL: Duration = Duration::from_secs(25);
 const PING_TIMEOUT: Duration = Duration::from_secs(20);
 /// A client has this long to send its CONNECT packet, or to finish an upgrade to WebSocket.
