@@ -469,6 +469,68 @@ async fn a_socket_goes_with_its_session(backend: Backend) {
     assert!(closed, "the socket is disconnected");
 }
 
+/// Engine.IO v3 (socket.io-client 2) frames polling payloads as `<length>:<packet>`: malformed
+/// lengths, truncated and multibyte packets must not take the server down.
+async fn engine_io_v3_framing_errors_keep_the_server_up(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let (cookie, _) = session(&server, "user").await;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client");
+    let base = server.url("/socket.io/?EIO=3&transport=polling");
+    let open = || async {
+        let text = http
+            .get(&base)
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .expect("handshake")
+            .text()
+            .await
+            .expect("body");
+        let start = text.find("0{").expect("open packet") + 1;
+        let end = start + text[start..].find('}').expect("end of handshake") + 1;
+        let handshake: Value = serde_json::from_str(&text[start..end]).expect("handshake JSON");
+        format!("{base}&sid={}", handshake["sid"].as_str().expect("sid"))
+    };
+    let garbage = [
+        "5:42[".to_owned(),
+        "999:42[\"/v1/im/join\",{}]".to_owned(),
+        "3:4é".to_owned(),
+        "2:é".to_owned(),
+        ":::".to_owned(),
+        "abc".to_owned(),
+        "-1:4".to_owned(),
+        "18446744073709551616:4".to_owned(),
+        format!("{}:42", "9".repeat(400)),
+        "0:".to_owned(),
+        "1:".to_owned(),
+    ];
+    for payload in garbage {
+        let url = open().await;
+        let _ = http
+            .post(&url)
+            .header("cookie", &cookie)
+            .body(payload)
+            .send()
+            .await;
+        still_serving(&server, &cookie).await;
+    }
+    // And a well-framed v3 event still works after all that.
+    let url = open().await;
+    let event = r#"42["/v1/im/join",{"conversationId":3}]"#;
+    let framed = format!("{}:{event}", event.chars().count());
+    let sent = http
+        .post(&url)
+        .header("cookie", &cookie)
+        .body(framed)
+        .send()
+        .await
+        .expect("post");
+    assert!(sent.status().is_success());
+}
+
 /// Conversation 3 (user and member3) as stored.
 async fn conversation(
     conn: &mut im_server::store::DbConn,
@@ -623,4 +685,5 @@ on_both_backends!(
     sending_stores_and_activates_the_conversation,
     online_users_follow_sockets,
     a_socket_goes_with_its_session,
+    engine_io_v3_framing_errors_keep_the_server_up,
 );
