@@ -81,6 +81,46 @@ pub struct Config {
     )]
     pub legacy_secret: String,
 
+    /// Client id of the GitHub OAuth app; GitHub log-in is off while it or the secret is unset.
+    #[arg(long, env = "IM_GITHUB_CLIENT_ID", global = true)]
+    pub github_client_id: Option<String>,
+
+    /// Client secret of the GitHub OAuth app.
+    #[arg(long, env = "IM_GITHUB_CLIENT_SECRET", global = true)]
+    pub github_client_secret: Option<String>,
+
+    /// Where GitHub sends the browser back: `https://<host>/api/v1/passport/github/callback`
+    /// (unset: the callback URL registered with the OAuth app).
+    #[arg(long, env = "IM_GITHUB_CALLBACK_URL", global = true)]
+    pub github_callback_url: Option<String>,
+
+    /// GitHub's authorize endpoint (change it only to test against a stand-in).
+    #[arg(
+        long,
+        env = "IM_GITHUB_AUTHORIZE_URL",
+        default_value = "https://github.com/login/oauth/authorize",
+        global = true
+    )]
+    pub github_authorize_url: String,
+
+    /// GitHub's token endpoint.
+    #[arg(
+        long,
+        env = "IM_GITHUB_TOKEN_URL",
+        default_value = "https://github.com/login/oauth/access_token",
+        global = true
+    )]
+    pub github_token_url: String,
+
+    /// GitHub's REST API root (the user is read from `{api}/user`).
+    #[arg(
+        long,
+        env = "IM_GITHUB_API_URL",
+        default_value = "https://api.github.com",
+        global = true
+    )]
+    pub github_api_url: String,
+
     /// Log format.
     #[arg(
         long,
@@ -166,6 +206,12 @@ impl fmt::Debug for Config {
             .field("session_ttl_secs", &self.session_ttl_secs)
             .field("admin_password", &redact(&self.admin_password))
             .field("legacy_secret", &"***")
+            .field("github_client_id", &self.github_client_id)
+            .field("github_client_secret", &redact(&self.github_client_secret))
+            .field("github_callback_url", &self.github_callback_url)
+            .field("github_authorize_url", &self.github_authorize_url)
+            .field("github_token_url", &self.github_token_url)
+            .field("github_api_url", &self.github_api_url)
             .field("log_format", &self.log_format)
             .field("robot", &self.robot)
             .finish()
@@ -241,11 +287,13 @@ mod tests {
             "s3cret-admin",
             "--legacy-secret",
             "legacy-key",
+            "--github-client-secret",
+            "gh-client-secret",
         ])
         .unwrap();
         let shown = format!("{config:?}");
         assert!(shown.contains("postgres://im:***@db/im"), "{shown}");
-        for secret in ["hunter2", "s3cret-admin", "legacy-key"] {
+        for secret in ["hunter2", "s3cret-admin", "legacy-key", "gh-client-secret"] {
             assert!(!shown.contains(secret), "{secret} leaked: {shown}");
         }
     }

@@ -2,11 +2,13 @@
 //! stored. REST handlers and Socket.IO handlers call these functions and only render the result.
 
 pub mod accounts;
+pub mod admin;
 pub mod applies;
 pub mod conversations;
 mod error;
 pub mod events;
 pub mod friendship;
+pub mod github;
 pub mod groups;
 pub mod messaging;
 pub mod presence;
@@ -16,6 +18,7 @@ pub mod robot;
 pub mod search;
 pub mod seed;
 pub mod uploads;
+pub mod users;
 
 pub use error::DomainError;
 

@@ -1,5 +1,6 @@
 //! REST: one module per resource, each with its own `router()`, merged here under `/api/v1`.
 
+pub mod admin;
 pub mod applies;
 pub mod auth;
 pub mod conversations;
@@ -7,9 +8,11 @@ pub mod envelope;
 pub mod extract;
 pub mod files;
 pub mod friends;
+pub mod github;
 pub mod groups;
 pub mod health;
 pub mod params;
+pub mod query;
 pub mod search;
 pub mod upload;
 pub mod userinfo;
@@ -34,6 +37,8 @@ pub fn api_router() -> Router<Arc<App>> {
         .merge(friends::router())
         .merge(search::router())
         .merge(upload::router())
+        .nest("/admin", admin::router())
+        .merge(github::router())
         .fallback(unknown_route)
         .method_not_allowed_fallback(unknown_route)
 }

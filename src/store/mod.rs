@@ -7,9 +7,11 @@ pub mod models;
 pub mod schema;
 
 pub mod accounts;
+pub mod admin;
 pub mod applies;
 pub mod conversations;
 pub mod friends;
+pub mod github;
 pub mod groups;
 pub mod messages;
 pub mod presence;
