@@ -531,6 +531,75 @@ async fn engine_io_v3_framing_errors_keep_the_server_up(backend: Backend) {
     assert!(sent.status().is_success());
 }
 
+/// Through the admin routes: a mute refuses the user's next send, a ban drops their sockets at
+/// once and keeps them out.
+async fn admin_bans_and_mutes_act_on_sockets_at_once(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let admin = server.logged_in("admin").await;
+    let (cookie, _) = session(&server, "member3").await;
+    let (polling, _) = Polling::open(&server, &cookie).await;
+    let send = r#"["/v1/im/new-message",{"conversationId":3,"body":{"type":"text","msg":"hi"}}]"#;
+    assert!(polling.post(&cookie, format!("421{send}")).await);
+    assert_eq!(
+        ack_payload(&polling.expect(&cookie, "431").await, 1)["seq"],
+        1
+    );
+
+    let muted = admin
+        .put("/api/v1/admin/users/mute", &json!({"id": 7, "mute": true}))
+        .await;
+    common::data(&muted);
+    assert!(polling.post(&cookie, format!("422{send}")).await);
+    assert_eq!(
+        ack_payload(&polling.expect(&cookie, "432").await, 2)["errorMessage"],
+        "您已被禁言"
+    );
+
+    let banned = admin
+        .put(
+            "/api/v1/admin/users/disabled",
+            &json!({"id": 7, "disabled": true}),
+        )
+        .await;
+    common::data(&banned);
+    let is_close = |p: &str| p == "41" || p == "1";
+    let mut closed = polling
+        .pending
+        .lock()
+        .expect("pending")
+        .iter()
+        .any(|p| is_close(p));
+    for _ in 0..5 {
+        if closed {
+            break;
+        }
+        closed = match polling.get(&cookie).await {
+            None => true,
+            Some(payload) => payload.split(SEPARATOR).any(is_close),
+        };
+    }
+    assert!(closed, "the banned user's socket is disconnected");
+    let url = server.url("/socket.io/?EIO=4&transport=polling");
+    let handshake = reqwest::Client::new()
+        .get(&url)
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("handshake")
+        .text()
+        .await
+        .expect("body");
+    let sid: Value = serde_json::from_str(&handshake[1..]).expect("open packet");
+    let again = Polling {
+        http: reqwest::Client::new(),
+        url: format!("{url}&sid={}", sid["sid"].as_str().expect("sid")),
+        pending: Default::default(),
+    };
+    assert!(again.post(&cookie, "40").await);
+    let refused = again.expect(&cookie, "44").await;
+    assert_eq!(refused, r#"44{"message":"请登录"}"#);
+}
+
 /// Conversation 3 (user and member3) as stored.
 async fn conversation(
     conn: &mut im_server::store::DbConn,
@@ -686,4 +755,5 @@ on_both_backends!(
     online_users_follow_sockets,
     a_socket_goes_with_its_session,
     engine_io_v3_framing_errors_keep_the_server_up,
+    admin_bans_and_mutes_act_on_sockets_at_once,
 );
