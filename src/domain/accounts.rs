@@ -37,7 +37,7 @@ pub fn default_photo(n: u32) -> String {
     format!("/public/images/head{}.png", n % 9 + 1)
 }
 
-fn random_photo() -> String {
+pub fn random_photo() -> String {
     default_photo(rand::rng().random_range(0..9))
 }
 
@@ -128,62 +128,95 @@ pub async fn signup(app: &App, username: &str, password: &str) -> Result<Identit
     open_session(app, &mut conn, &user).await
 }
 
-/// Writes a local user, their profile and their role in one transaction; with `join_group`, also
-/// their membership of the first open group (the original's sign-up rule).
+/// The refusal of a username that is taken.
+pub const DUPLICATE_USERNAME: &str = "用户名重复";
+
+/// What a new account starts with.
+pub struct NewAccount<'a> {
+    pub provider: &'a str,
+    pub username: &'a str,
+    /// `None` for accounts that log in elsewhere (GitHub).
+    pub password_hash: Option<&'a str>,
+    pub nickname: &'a str,
+    pub photo: &'a str,
+    pub role_key: &'static str,
+    /// Place the user in the first open group, the original's sign-up rule.
+    pub join_first_group: bool,
+}
+
+/// Writes a user, their profile, their role and, if asked, their membership of the first open
+/// group, inside the caller's transaction. Every way an account comes to be goes through here.
+pub async fn insert_account(tx: &mut DbConn, new: &NewAccount<'_>) -> Result<User, DomainError> {
+    if store::accounts::find_user_by_username(tx, new.username)
+        .await?
+        .is_some()
+    {
+        return Err(DomainError::rejected(DUPLICATE_USERNAME));
+    }
+    let now = crate::time::now();
+    let user = store::accounts::insert_user(
+        tx,
+        &NewUser {
+            provider: new.provider,
+            username: new.username,
+            password: new.password_hash,
+            created_at: now,
+            updated_at: now,
+        },
+    )
+    .await
+    .map_err(|e| match e {
+        StoreError::UniqueViolation(_) => DomainError::rejected(DUPLICATE_USERNAME),
+        other => other.into(),
+    })?;
+    store::accounts::insert_user_info(
+        tx,
+        &NewUserInfo {
+            user_id: user.id,
+            nickname: new.nickname,
+            photo: new.photo,
+            sign: None,
+            created_at: now,
+            updated_at: now,
+        },
+    )
+    .await?;
+    let role = store::rbac::find_role_by_key(tx, new.role_key)
+        .await?
+        .ok_or_else(|| {
+            DomainError::Internal(format!("built-in role {} is missing", new.role_key))
+        })?;
+    store::rbac::grant_role(tx, user.id, role.id).await?;
+    if new.join_first_group
+        && let Some(group) = store::groups::first_open_group(tx).await?
+    {
+        store::groups::add_member(tx, group.id, user.id).await?;
+    }
+    Ok(user)
+}
+
+/// Writes a local user named `username` with a default photo, in one transaction (sign-up,
+/// operators' `user create`, the admin bootstrap).
 pub async fn create_local_user(
     conn: &mut DbConn,
     username: &str,
     password_hash: &str,
     role_key: &'static str,
-    join_group: bool,
+    join_first_group: bool,
 ) -> Result<User, DomainError> {
     let (username, password_hash) = (username.to_owned(), password_hash.to_owned());
     conn.transaction(move |tx| {
         Box::pin(async move {
-            if store::accounts::find_user_by_username(tx, &username)
-                .await?
-                .is_some()
-            {
-                return Err(DomainError::rejected("用户名重复"));
-            }
-            let now = crate::time::now();
-            let user = store::accounts::insert_user(
-                tx,
-                &NewUser {
-                    provider: "local",
-                    username: &username,
-                    password: Some(&password_hash),
-                    created_at: now,
-                    updated_at: now,
-                },
-            )
-            .await
-            .map_err(|e| match e {
-                StoreError::UniqueViolation(_) => DomainError::rejected("用户名重复"),
-                other => other.into(),
-            })?;
-            store::accounts::insert_user_info(
-                tx,
-                &NewUserInfo {
-                    user_id: user.id,
-                    nickname: &username,
-                    photo: &random_photo(),
-                    sign: None,
-                    created_at: now,
-                    updated_at: now,
-                },
-            )
-            .await?;
-            let role = store::rbac::find_role_by_key(tx, role_key)
-                .await?
-                .ok_or_else(|| {
-                    DomainError::Internal(format!("built-in role {role_key} is missing"))
-                })?;
-            store::rbac::grant_role(tx, user.id, role.id).await?;
-            if join_group && let Some(group) = store::groups::first_open_group(tx).await? {
-                store::groups::add_member(tx, group.id, user.id).await?;
-            }
-            Ok(user)
+            let account = NewAccount {
+                provider: "local",
+                username: &username,
+                password_hash: Some(&password_hash),
+                nickname: &username,
+                photo: &random_photo(),
+                role_key,
+                join_first_group,
+            };
+            insert_account(tx, &account).await
         })
     })
     .await

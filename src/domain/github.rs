@@ -14,11 +14,11 @@ use serde::Deserialize;
 
 use crate::app::App;
 use crate::config::Config;
-use crate::store::models::{NewUser, NewUserInfo, User};
+use crate::store::models::User;
 use crate::store::{self, DbConn, StoreError};
 
 use super::DomainError;
-use super::accounts::{self, Identity, default_photo};
+use super::accounts::{self, Identity, random_photo};
 use super::rbac::role;
 
 const NOT_CONFIGURED: &str = "未配置 GitHub 登录";
@@ -287,38 +287,25 @@ async fn create_linked(tx: &mut DbConn, github: &GithubUser) -> Result<User, Lin
         .avatar_url
         .clone()
         .filter(|url| url.starts_with("https://") && url.len() <= 1024)
-        .unwrap_or_else(|| default_photo(rand::random_range(0..9)));
-    let now = crate::time::now();
-    let user = store::accounts::insert_user(
-        tx,
-        &NewUser {
-            provider: "github",
-            username: &username,
-            password: None,
-            created_at: now,
-            updated_at: now,
-        },
-    )
-    .await?;
-    store::accounts::insert_user_info(
-        tx,
-        &NewUserInfo {
-            user_id: user.id,
-            nickname: &nickname,
-            photo: &photo,
-            sign: None,
-            created_at: now,
-            updated_at: now,
-        },
-    )
-    .await?;
-    let user_role = store::rbac::find_role_by_key(tx, role::USER)
-        .await?
-        .ok_or_else(|| DomainError::Internal("built-in role user is missing".into()))?;
-    store::rbac::grant_role(tx, user.id, user_role.id).await?;
-    if let Some(group) = store::groups::first_open_group(tx).await? {
-        store::groups::add_member(tx, group.id, user.id).await?;
-    }
+        .unwrap_or_else(random_photo);
+    let account = accounts::NewAccount {
+        provider: "github",
+        username: &username,
+        password_hash: None,
+        nickname: &nickname,
+        photo: &photo,
+        role_key: role::USER,
+        join_first_group: true,
+    };
+    // A concurrent first log-in may take the name between the check and the insert: retry then.
+    let user = accounts::insert_account(tx, &account)
+        .await
+        .map_err(|error| match error {
+            DomainError::Rejected(message) if message == accounts::DUPLICATE_USERNAME => {
+                LinkError::Raced
+            }
+            other => LinkError::Failed(other),
+        })?;
     store::github::link(tx, github.id, user.id, &github.login).await?;
     Ok(user)
 }

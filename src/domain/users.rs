@@ -8,10 +8,10 @@ use serde::Serialize;
 
 use crate::app::App;
 use crate::store::admin::UserFilter;
-use crate::store::models::{NewUser, NewUserInfo, Role, User, UserInfo};
-use crate::store::{self, DbConn, StoreError};
+use crate::store::models::{Role, User, UserInfo};
+use crate::store::{self, DbConn};
 
-use super::accounts::{default_photo, hash_password};
+use super::accounts::{NewAccount, hash_password, insert_account, random_photo};
 use super::admin::{Listing, PageRequest, access_changed};
 use super::events::DomainEvent;
 use super::rbac::{self, role};
@@ -216,54 +216,22 @@ pub async fn create_user(
         check_text(avatar, PHOTO_MAX, false)?;
     }
     let hash = hash_password(&new.password).await?;
-    let photo = avatar.unwrap_or_else(|| default_photo(rand::random_range(0..9)));
+    let photo = avatar.unwrap_or_else(random_photo);
     let username = new.username;
     let mut conn = app.db.get().await?;
     let user_id = conn
         .transaction(move |tx| {
             Box::pin(async move {
-                if store::accounts::find_user_by_username(tx, &username)
-                    .await?
-                    .is_some()
-                {
-                    return Err(DomainError::rejected("用户名重复"));
-                }
-                let now = crate::time::now();
-                let user = store::accounts::insert_user(
-                    tx,
-                    &NewUser {
-                        provider: "local",
-                        username: &username,
-                        password: Some(&hash),
-                        created_at: now,
-                        updated_at: now,
-                    },
-                )
-                .await
-                .map_err(|error| match error {
-                    StoreError::UniqueViolation(_) => DomainError::rejected("用户名重复"),
-                    other => other.into(),
-                })?;
-                store::accounts::insert_user_info(
-                    tx,
-                    &NewUserInfo {
-                        user_id: user.id,
-                        nickname: &username,
-                        photo: &photo,
-                        sign: None,
-                        created_at: now,
-                        updated_at: now,
-                    },
-                )
-                .await?;
-                let user_role = store::rbac::find_role_by_key(tx, role::USER)
-                    .await?
-                    .ok_or_else(|| DomainError::Internal("built-in role user is missing".into()))?;
-                store::rbac::grant_role(tx, user.id, user_role.id).await?;
-                if let Some(group) = store::groups::first_open_group(tx).await? {
-                    store::groups::add_member(tx, group.id, user.id).await?;
-                }
-                Ok::<_, DomainError>(user.id)
+                let account = NewAccount {
+                    provider: "local",
+                    username: &username,
+                    password_hash: Some(&hash),
+                    nickname: &username,
+                    photo: &photo,
+                    role_key: role::USER,
+                    join_first_group: true,
+                };
+                Ok::<_, DomainError>(insert_account(tx, &account).await?.id)
             })
         })
         .await?;

@@ -13,6 +13,7 @@ pub struct Cluster {
     /// Each process's own address.
     pub processes: Vec<Process>,
     pub database_url: String,
+    pg_server: String,
     pub redis_url: String,
     pub redis_prefix: String,
     nginx: Child,
@@ -66,6 +67,7 @@ impl Cluster {
             base,
             processes,
             database_url,
+            pg_server: pg_server.to_owned(),
             redis_url: redis_url.to_owned(),
             redis_prefix,
             nginx,
@@ -154,6 +156,10 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         let _ = self.nginx.kill();
         let _ = self.nginx.wait();
+        for process in &mut self.processes {
+            process.kill();
+        }
+        super::drop_pg_database(&self.pg_server, &self.database_url);
     }
 }
 

@@ -163,6 +163,40 @@ impl Drop for TestServer {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
+        if let Backend::Postgres(server) = &self.backend {
+            drop_pg_database(server, &self.database_url);
+        }
+    }
+}
+
+/// Drops a test's PostgreSQL database, so runs don't pile databases up. `Drop` cannot await, so
+/// this runs on a thread of its own with its own runtime; failures only leave the database for
+/// .ci/run to sweep.
+pub fn drop_pg_database(server: &str, database_url: &str) {
+    let Some(name) = database_url
+        .rsplit('/')
+        .next()
+        .filter(|n| n.starts_with("im_test_"))
+    else {
+        return;
+    };
+    let (admin_url, statement) = (
+        format!("{server}/postgres"),
+        format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+    );
+    let dropped = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .ok()?;
+        runtime.block_on(async {
+            let mut admin = AsyncPgConnection::establish(&admin_url).await.ok()?;
+            admin.batch_execute(&statement).await.ok()
+        })
+    })
+    .join();
+    if !matches!(dropped, Ok(Some(()))) {
+        eprintln!("test database {name} left behind");
     }
 }
 
