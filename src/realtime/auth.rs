@@ -42,7 +42,7 @@ pub async fn authenticate(
     app: &Arc<App>,
     socket: &SocketRef,
     auth: Option<HandshakeAuth>,
-) -> Result<(), Refusal> {
+) -> Result<Identity, Refusal> {
     let parts = socket.req_parts();
     let query: HashMap<String, String> = Query::try_from_uri(&parts.uri)
         .map(|Query(query)| query)
@@ -65,12 +65,13 @@ pub async fn authenticate(
     {
         return Err(Refusal::WrongUser);
     }
-    socket.extensions.insert(Identity {
+    let identity = Identity {
         user_id: actor.user_id,
         session_id: actor.session_id,
-    });
+    };
+    socket.extensions.insert(identity.clone());
     socket.join(super::user_room(actor.user_id));
-    Ok(())
+    Ok(identity)
 }
 
 fn cookie(app: &App, parts: &axum::http::request::Parts) -> Option<String> {

@@ -51,31 +51,19 @@ fn raw_json<S: serde::Serializer>(text: &&str, serializer: S) -> Result<S::Ok, S
     }
 }
 
-/// A socket just let in: listen to its events, then record its presence.
-///
-/// The listeners are set up before this returns its future: the client may emit as soon as it
-/// sees the CONNECT packet, which went out already, and socketioxide only spawns the future.
-pub fn on_connect(
-    app: Arc<App>,
-    robot: Arc<Robot>,
-    socket: SocketRef,
-) -> impl Future<Output = ()> + Send {
-    let identity = socket.extensions.get::<Identity>();
-    if let Some(identity) = &identity {
-        listen(&app, &robot, &socket, identity);
-    }
-    async move {
-        match identity {
-            Some(identity) => super::presence::connected(&app, &socket, &identity).await,
-            // Cannot happen: the connect check stores the identity before letting a socket in.
-            None => {
-                let _ = socket.disconnect();
-            }
+/// A socket just let in (its listeners are already set up): record its presence.
+pub async fn on_connect(app: Arc<App>, socket: SocketRef) {
+    match socket.extensions.get::<Identity>() {
+        Some(identity) => super::presence::connected(&app, &socket, &identity).await,
+        // Cannot happen: the connect check stores the identity before letting a socket in.
+        None => {
+            let _ = socket.disconnect();
         }
     }
 }
 
-fn listen(app: &Arc<App>, robot: &Arc<Robot>, socket: &SocketRef, identity: &Identity) {
+/// Listens to the events of a socket whose session was just checked.
+pub fn listen(app: &Arc<App>, robot: &Arc<Robot>, socket: &SocketRef, identity: &Identity) {
     socket.on(JOIN, {
         let app = app.clone();
         move |socket: SocketRef, TryData(payload): TryData<Value>, reply: Reply| {

@@ -80,13 +80,23 @@ fn register(io: &SocketIo, app: &Arc<App>) {
     let robot = Arc::new(Robot::new(&app.config.robot));
     let connected = {
         let app = app.clone();
-        move |socket: SocketRef| events::on_connect(app.clone(), robot.clone(), socket)
+        move |socket: SocketRef| {
+            let app = app.clone();
+            async move { events::on_connect(app, socket).await }
+        }
     };
+    // The listeners are set up here, before socketioxide sends the CONNECT packet: a client may
+    // emit the moment it sees that packet, and the connect handler above only runs after it.
     let check = {
         let app = app.clone();
         move |socket: SocketRef, TryData(auth): TryData<auth::HandshakeAuth>| {
             let app = app.clone();
-            async move { auth::authenticate(&app, &socket, auth.ok()).await }
+            let robot = robot.clone();
+            async move {
+                let identity = auth::authenticate(&app, &socket, auth.ok()).await?;
+                events::listen(&app, &robot, &socket, &identity);
+                Ok::<(), auth::Refusal>(())
+            }
         }
     };
     io.ns("/", connected.with(check));
