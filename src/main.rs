@@ -37,6 +37,12 @@ enum Command {
         /// Add the original's demo data to an empty database.
         #[arg(long)]
         demo: bool,
+        /// Add benchmark users bench1..benchN (password 123456), their groups and friendships.
+        #[arg(long, value_name = "N")]
+        bench_users: Option<usize>,
+        /// Members of each benchmark group `bench-group-K`.
+        #[arg(long, value_name = "M", default_value_t = 10, requires = "bench_users")]
+        group_size: usize,
     },
     /// Manage accounts.
     #[command(subcommand)]
@@ -101,11 +107,31 @@ async fn main() -> anyhow::Result<()> {
             println!("{applied} migration(s) applied");
             Ok(())
         }
-        Command::Seed { demo } => {
+        Command::Seed {
+            demo,
+            bench_users,
+            group_size,
+        } => {
+            // Start-up writes the demo data (before the admin bootstrap, which would make the
+            // database non-empty) and logs whether it did.
             let app = App::start(config, Startup { demo }).await?;
             let mut conn = app.db.get().await?;
-            if demo && seed::demo(&mut conn).await? == seed::DemoOutcome::SkippedNotEmpty {
-                println!("the database has users: demo data is only added to an empty database");
+            if let Some(users) = bench_users {
+                let started = std::time::Instant::now();
+                let spec = seed::BenchSpec { users, group_size };
+                match seed::bench(&mut conn, spec).await? {
+                    seed::BenchOutcome::Created {
+                        users,
+                        groups,
+                        friendships,
+                    } => println!(
+                        "benchmark data: {users} users, {groups} groups, {friendships} friendships in {:.1} s",
+                        started.elapsed().as_secs_f64()
+                    ),
+                    seed::BenchOutcome::SkippedExists => {
+                        println!("bench1 exists: benchmark data was seeded before, nothing written")
+                    }
+                }
             }
             Ok(())
         }

@@ -3,6 +3,9 @@
 use rand::Rng;
 use rand::distr::Alphanumeric;
 
+use std::collections::HashMap;
+
+use crate::store::bulk::GroupRow;
 use crate::store::models::{NewApply, NewFriend, NewGroup, NewUser, NewUserInfo};
 use crate::store::{self, DbConn};
 
@@ -189,4 +192,151 @@ pub async fn bootstrap_admin(
     let hash = super::accounts::hash_password(password).await?;
     super::accounts::create_local_user(conn, "admin", &hash, role::ADMIN, false).await?;
     Ok(generated)
+}
+
+/// How many benchmark users and how large their groups (`im-server seed --bench-users N --group-size M`).
+#[derive(Debug, Clone, Copy)]
+pub struct BenchSpec {
+    pub users: usize,
+    pub group_size: usize,
+}
+
+/// What [`bench`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum BenchOutcome {
+    Created {
+        users: usize,
+        groups: usize,
+        friendships: usize,
+    },
+    /// `bench1` exists: the benchmark data was written before; nothing was written now.
+    SkippedExists,
+}
+
+/// Most benchmark users one seed writes: far above what one machine's sockets can use.
+pub const BENCH_USERS_MAX: usize = 1_000_000;
+/// Conversations of `bench1`, the user of the REST benchmark: a realistic, non-trivial list.
+pub const BENCH_REST_CONVERSATIONS: usize = 30;
+const BENCH_GROUP_PREFIX: &str = "bench-group-";
+
+/// The name of benchmark user `n` (1-based).
+pub fn bench_username(n: usize) -> String {
+    format!("bench{n}")
+}
+
+/// Writes the benchmark data set, all or nothing, in one transaction of batched inserts:
+/// users `bench1..benchN` (password `123456`, role `user`); groups `bench-group-K` of
+/// `group_size` consecutive users each, with their groupchat conversations; the friend pairs
+/// bench1–bench2, bench3–bench4, … with chat conversations; and friendships of `bench1` with
+/// `bench3..bench30`, so that `bench1` has [`BENCH_REST_CONVERSATIONS`] conversations.
+/// When `bench1` exists nothing is written.
+pub async fn bench(conn: &mut DbConn, spec: BenchSpec) -> Result<BenchOutcome, DomainError> {
+    if spec.users == 0 || spec.users > BENCH_USERS_MAX {
+        return Err(DomainError::invalid(format!(
+            "--bench-users must be between 1 and {BENCH_USERS_MAX}"
+        )));
+    }
+    if spec.group_size == 0 {
+        return Err(DomainError::invalid("--group-size must be at least 1"));
+    }
+    // One hash for all: they share the password, and argon2 per user would take minutes.
+    let hash = super::accounts::hash_password(DEMO_PASSWORD).await?;
+    conn.transaction(move |tx| Box::pin(async move { write_bench(tx, spec, &hash).await }))
+        .await
+}
+
+async fn write_bench(
+    tx: &mut DbConn,
+    spec: BenchSpec,
+    hash: &str,
+) -> Result<BenchOutcome, DomainError> {
+    if store::accounts::find_user_by_username(tx, &bench_username(1))
+        .await?
+        .is_some()
+    {
+        return Ok(BenchOutcome::SkippedExists);
+    }
+    let now = crate::time::now();
+    let names: Vec<String> = (1..=spec.users).map(bench_username).collect();
+    let by_name: HashMap<String, i32> = store::bulk::insert_users(tx, names.clone(), hash, now)
+        .await?
+        .into_iter()
+        .map(|(id, name)| (name, id))
+        .collect();
+    // ids[n - 1] is the id of bench{n}.
+    let ids = names
+        .iter()
+        .map(|name| {
+            by_name
+                .get(name)
+                .copied()
+                .ok_or_else(|| DomainError::Internal(format!("inserted user {name} not returned")))
+        })
+        .collect::<Result<Vec<i32>, _>>()?;
+
+    let infos = names
+        .into_iter()
+        .zip(&ids)
+        .enumerate()
+        .map(|(n, (name, id))| (*id, name, super::accounts::default_photo(n as u32)))
+        .collect();
+    store::bulk::insert_user_infos(tx, infos, now).await?;
+    let role = store::rbac::find_role_by_key(tx, role::USER)
+        .await?
+        .ok_or_else(|| DomainError::Internal("built-in role user is missing".into()))?;
+    store::bulk::grant_role(tx, ids.clone(), role.id).await?;
+
+    // Groups of `group_size` consecutive users; the first member owns the group.
+    let members_of: Vec<&[i32]> = ids.chunks(spec.group_size).collect();
+    let group_conversations =
+        store::bulk::insert_conversations(tx, "groupchat", members_of.len(), now).await?;
+    let new_groups: Vec<GroupRow> = members_of
+        .iter()
+        .zip(group_conversations)
+        .enumerate()
+        .map(|(k, (members, conversation_id))| GroupRow {
+            name: format!("{BENCH_GROUP_PREFIX}{}", k + 1),
+            owner_id: members[0],
+            conversation_id,
+        })
+        .collect();
+    let group_ids: HashMap<String, i32> = store::bulk::insert_groups(
+        tx,
+        new_groups.clone(),
+        GROUP_PHOTO,
+        Some(DEMO_INTRODUCTION),
+        now,
+    )
+    .await?
+    .into_iter()
+    .map(|(id, name)| (name, id))
+    .collect();
+    let mut memberships = Vec::with_capacity(ids.len());
+    for (group, members) in new_groups.iter().zip(&members_of) {
+        let group_id = group_ids.get(&group.name).copied().ok_or_else(|| {
+            DomainError::Internal(format!("inserted group {} not returned", group.name))
+        })?;
+        memberships.extend(members.iter().map(|user_id| (group_id, *user_id)));
+    }
+    store::bulk::add_members(tx, memberships, now).await?;
+
+    // Pairs bench1–bench2, bench3–bench4, …, then bench1 with bench3.. until it has its
+    // conversations: one group, its pair, and the rest.
+    let mut pairs: Vec<(i32, i32)> = ids.chunks_exact(2).map(|pair| (pair[0], pair[1])).collect();
+    let extra = BENCH_REST_CONVERSATIONS.saturating_sub(2);
+    pairs.extend(ids.iter().skip(2).take(extra).map(|other| (ids[0], *other)));
+    let chat_conversations =
+        store::bulk::insert_conversations(tx, "chat", pairs.len(), now).await?;
+    let friendships = pairs.len();
+    let friends = pairs
+        .into_iter()
+        .zip(chat_conversations)
+        .map(|((a, b), conversation_id)| (a.min(b), a.max(b), conversation_id))
+        .collect();
+    store::bulk::insert_friends(tx, friends, now).await?;
+    Ok(BenchOutcome::Created {
+        users: ids.len(),
+        groups: new_groups.len(),
+        friendships,
+    })
 }

@@ -9,6 +9,7 @@ pub mod schema;
 pub mod accounts;
 pub mod admin;
 pub mod applies;
+pub mod bulk;
 pub mod conversations;
 pub mod friends;
 pub mod github;
