@@ -29,6 +29,8 @@ pub struct App {
     pub redis: Option<ConnectionManager>,
     /// Changes the transports must act on (a ban drops the user's sockets).
     pub events: events::Events,
+    /// Which users have a connected socket (in memory; shared through Redis later).
+    pub presence: Arc<dyn crate::domain::presence::PresenceRegister>,
 }
 
 /// What to do to the database before serving.
@@ -88,6 +90,7 @@ impl App {
             sessions,
             redis,
             events: events::channel(),
+            presence: Arc::new(crate::domain::presence::MemoryPresence::default()),
         }))
     }
 
@@ -111,6 +114,7 @@ impl App {
             .layer(header("x-xss-protection", "1; mode=block"))
             .layer(header("x-download-options", "noopen"))
             .layer(TraceLayer::new_for_http())
+            .layer(crate::realtime::layer(self))
             .with_state(self.clone())
     }
 

@@ -130,6 +130,10 @@ pub struct Config {
         global = true
     )]
     pub log_format: LogFormat,
+
+    /// The chat robot's optional outside backend.
+    #[command(flatten)]
+    pub robot: RobotConfig,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -209,6 +213,62 @@ impl fmt::Debug for Config {
             .field("github_token_url", &self.github_token_url)
             .field("github_api_url", &self.github_api_url)
             .field("log_format", &self.log_format)
+            .field("robot", &self.robot)
+            .finish()
+    }
+}
+
+/// The robot's optional Baidu UNIT-compatible backend. Unset: the built-in responder answers.
+#[derive(Clone, clap::Args)]
+pub struct RobotConfig {
+    /// Chat endpoint, e.g. `https://aip.baidubce.com/rpc/2.0/unit/service/chat`.
+    #[arg(long = "robot-url", env = "IM_ROBOT_URL", global = true)]
+    pub url: Option<String>,
+
+    /// OAuth endpoint that turns the API key and secret key into an access token.
+    #[arg(
+        long = "robot-token-url",
+        env = "IM_ROBOT_TOKEN_URL",
+        default_value = "https://aip.baidubce.com/oauth/2.0/token",
+        global = true
+    )]
+    pub token_url: String,
+
+    /// API key (client id); without it and the secret key, the endpoint is called without a token.
+    #[arg(long = "robot-api-key", env = "IM_ROBOT_API_KEY", global = true)]
+    pub api_key: Option<String>,
+
+    #[arg(long = "robot-secret-key", env = "IM_ROBOT_SECRET_KEY", global = true)]
+    pub secret_key: Option<String>,
+
+    /// The UNIT service (or bot) id sent with each question.
+    #[arg(
+        long = "robot-service-id",
+        env = "IM_ROBOT_SERVICE_ID",
+        default_value = "",
+        global = true
+    )]
+    pub service_id: String,
+
+    /// How long an answer from the backend is waited for before the built-in one is used.
+    #[arg(
+        long = "robot-timeout-ms",
+        env = "IM_ROBOT_TIMEOUT_MS",
+        default_value_t = 3000,
+        global = true
+    )]
+    pub timeout_ms: u64,
+}
+
+impl fmt::Debug for RobotConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RobotConfig")
+            .field("url", &self.url)
+            .field("token_url", &self.token_url)
+            .field("api_key", &redact(&self.api_key))
+            .field("secret_key", &redact(&self.secret_key))
+            .field("service_id", &self.service_id)
+            .field("timeout_ms", &self.timeout_ms)
             .finish()
     }
 }

@@ -14,6 +14,8 @@ pub mod conversations;
 pub mod friends;
 pub mod github;
 pub mod groups;
+pub mod messages;
+pub mod presence;
 pub mod rbac;
 pub mod stats;
 

@@ -222,3 +222,47 @@ pub struct NewApply<'a> {
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
 }
+
+/// A stored chat message (API.md §3 `message`, plus the additive `seq`).
+#[derive(Debug, Clone, Queryable, Selectable, Identifiable, Serialize)]
+#[diesel(table_name = messages)]
+#[serde(rename_all = "camelCase")]
+pub struct Message {
+    pub id: i32,
+    pub conversation_id: i32,
+    /// Position in its conversation, 1, 2, 3…: what a reconnecting client asks to resume from.
+    pub seq: i64,
+    pub from_id: i32,
+    pub to_id: i32,
+    /// The client's JSON, stored as text and sent back as the JSON it was.
+    #[serde(serialize_with = "serialize_json_text")]
+    pub body: String,
+    /// The sender's id for this send, so a retry is stored once; internal.
+    #[serde(skip)]
+    pub client_msg_id: Option<String>,
+    #[serde(serialize_with = "crate::time::serialize")]
+    pub created_at: NaiveDateTime,
+    #[serde(serialize_with = "crate::time::serialize")]
+    pub updated_at: NaiveDateTime,
+}
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = messages)]
+pub struct NewMessage<'a> {
+    pub conversation_id: i32,
+    pub seq: i64,
+    pub from_id: i32,
+    pub to_id: i32,
+    pub body: &'a str,
+    pub client_msg_id: Option<&'a str>,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+/// Writes JSON stored as text as that JSON (a string if it somehow is not JSON).
+fn serialize_json_text<S: serde::Serializer>(text: &str, serializer: S) -> Result<S::Ok, S::Error> {
+    match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(json) => json.serialize(serializer),
+        Err(_) => serializer.serialize_str(text),
+    }
+}

@@ -1,0 +1,356 @@
+//! Messaging: who may post to a conversation and read its history, what a message body may be,
+//! and storing a message exactly once under the next sequence number of its conversation.
+//!
+//! Socket.IO is the only transport today, but nothing here knows it: the handlers parse the
+//! event's JSON with the `*Request::from_json` functions and render what these return.
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::conversations::{MembershipKind, membership};
+use super::rbac::right;
+use super::{Actor, DomainError};
+use crate::store::models::{Message, NewMessage};
+use crate::store::{self, DbConn, StoreError};
+
+/// Largest message body, as its JSON text (API.md §3).
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Longest `clientMsgId`: a UUID fits with room to spare; longer ids only cost index space.
+pub const MAX_CLIENT_MSG_ID: usize = 64;
+pub const DEFAULT_PAGE_SIZE: i64 = 10;
+/// Most messages one history page returns, whatever the client asks.
+pub const MAX_PAGE_SIZE: i64 = 100;
+/// Highest page number honoured: beyond it pages are empty anyway, and the offset stays small.
+pub const MAX_PAGE_NUMBER: i64 = 100_000;
+
+pub const NO_SPEAK_RIGHT: &str = "您已被禁言";
+pub const BAD_CONVERSATION: &str = "conversationId 必须是会话编号";
+pub const BAD_BODY: &str = "body 必须是带字符串 type 的 JSON 对象";
+pub const BODY_TOO_LARGE: &str = "消息内容过长";
+pub const BAD_CLIENT_MSG_ID: &str = "clientMsgId 必须是 1 到 64 个字符的字符串";
+pub const CLIENT_MSG_ID_REUSED: &str = "clientMsgId 已用于另一会话";
+pub const BAD_PAGING: &str = "pageSize、pageNumber 和 since 必须是数字";
+pub const NOT_AN_OBJECT: &str = "参数必须是 JSON 对象";
+
+/// What the client asks in `/v1/im/join`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinRequest {
+    pub conversation_id: i32,
+}
+
+impl JoinRequest {
+    pub fn from_json(payload: &Value) -> Result<Self, DomainError> {
+        let fields = object(payload)?;
+        Ok(JoinRequest {
+            conversation_id: conversation_id(fields.get("conversationId"))?,
+        })
+    }
+}
+
+/// What the client asks in `/v1/im/new-message` for a stored conversation. `fromId`, `toId` and
+/// `type` are not read: the sender is the session user, the rest follows from the conversation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SendRequest {
+    pub conversation_id: i32,
+    pub body: Value,
+    pub client_msg_id: Option<String>,
+}
+
+impl SendRequest {
+    pub fn from_json(payload: &Value) -> Result<Self, DomainError> {
+        let fields = object(payload)?;
+        let body = fields.get("body").cloned().unwrap_or(Value::Null);
+        check_body(&body)?;
+        let client_msg_id = match fields.get("clientMsgId") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(id)) if !id.is_empty() && id.len() <= MAX_CLIENT_MSG_ID => {
+                Some(id.clone())
+            }
+            Some(_) => return Err(DomainError::invalid(BAD_CLIENT_MSG_ID)),
+        };
+        Ok(SendRequest {
+            conversation_id: conversation_id(fields.get("conversationId"))?,
+            body,
+            client_msg_id,
+        })
+    }
+}
+
+/// What the client asks in `/v1/im/get-messages`: a page, newest first, or with `since`, what
+/// followed that sequence number, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryRequest {
+    pub conversation_id: i32,
+    pub page_size: i64,
+    pub page_number: i64,
+    pub since: Option<i64>,
+}
+
+impl HistoryRequest {
+    pub fn from_json(payload: &Value) -> Result<Self, DomainError> {
+        let fields = object(payload)?;
+        let (page_size, page_number, since) = paging(fields)?;
+        Ok(HistoryRequest {
+            conversation_id: conversation_id(fields.get("conversationId"))?,
+            page_size,
+            page_number,
+            since,
+        })
+    }
+}
+
+/// Whether a payload is the robot's (`type: "robot"`), which is answered, never stored.
+pub fn is_robot(payload: &Value) -> bool {
+    payload.get("type").and_then(Value::as_str) == Some("robot")
+}
+
+/// The H5 client's robot chat is conversation `"robot"`.
+pub const ROBOT_CONVERSATION: &str = "robot";
+
+/// Whether an event names the robot's conversation, which has no members to check (everyone
+/// may talk to the robot) and no stored history.
+pub fn is_robot_conversation(payload: &Value) -> bool {
+    payload.get("conversationId").and_then(Value::as_str) == Some(ROBOT_CONVERSATION)
+}
+
+/// The history of the robot's conversation: always empty, since robot talk is never stored (the
+/// original answered the same, as no message row matched).
+pub fn robot_history(payload: &Value) -> Result<Value, DomainError> {
+    let (page_size, page_number, _) = paging(object(payload)?)?;
+    Ok(serde_json::json!({
+        "conversationId": ROBOT_CONVERSATION,
+        "pageSize": page_size,
+        "pageNumber": page_number,
+        "count": 0,
+        "messages": [],
+    }))
+}
+
+/// The body rule of API.md §3: a JSON object with a string `type`, at most 64 KiB as JSON.
+pub fn check_body(body: &Value) -> Result<(), DomainError> {
+    match body.get("type") {
+        Some(Value::String(_)) if body.is_object() => {}
+        _ => return Err(DomainError::invalid(BAD_BODY)),
+    }
+    // The length of the JSON text, counted without building it.
+    let mut counter = ByteCounter(0);
+    if serde_json::to_writer(&mut counter, body).is_err() || counter.0 > MAX_BODY_BYTES {
+        return Err(DomainError::invalid(BODY_TOO_LARGE));
+    }
+    Ok(())
+}
+
+struct ByteCounter(usize);
+
+impl std::io::Write for ByteCounter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        if self.0 > MAX_BODY_BYTES {
+            // Stop serializing as soon as the limit is passed.
+            return Err(std::io::Error::other("too large"));
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// `pageSize` (default 10, clamped), `pageNumber` (default 1, clamped) and `since`.
+fn paging(fields: &serde_json::Map<String, Value>) -> Result<(i64, i64, Option<i64>), DomainError> {
+    let page_size = number(fields.get("pageSize"))?
+        .unwrap_or(DEFAULT_PAGE_SIZE)
+        .clamp(1, MAX_PAGE_SIZE);
+    let page_number = number(fields.get("pageNumber"))?
+        .unwrap_or(1)
+        .clamp(1, MAX_PAGE_NUMBER);
+    let since = number(fields.get("since"))?.map(|seq| seq.max(0));
+    Ok((page_size, page_number, since))
+}
+
+fn object(payload: &Value) -> Result<&serde_json::Map<String, Value>, DomainError> {
+    payload
+        .as_object()
+        .ok_or_else(|| DomainError::invalid(NOT_AN_OBJECT))
+}
+
+/// A conversation id: a positive number, or a string holding one (the H5 client sends both).
+fn conversation_id(value: Option<&Value>) -> Result<i32, DomainError> {
+    let id = match value {
+        Some(Value::Number(n)) => n.as_i64(),
+        Some(Value::String(s)) => s.trim().parse::<i64>().ok(),
+        _ => None,
+    };
+    id.filter(|id| *id > 0)
+        .and_then(|id| i32::try_from(id).ok())
+        .ok_or_else(|| DomainError::invalid(BAD_CONVERSATION))
+}
+
+/// An optional whole number, given as a number or a string holding one.
+fn number(value: Option<&Value>) -> Result<Option<i64>, DomainError> {
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => n
+            .as_i64()
+            .or_else(|| n.as_f64().filter(|f| f.is_finite()).map(|f| f as i64))
+            .map(Some)
+            .ok_or_else(|| DomainError::invalid(BAD_PAGING)),
+        Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
+        Some(Value::String(s)) => s
+            .trim()
+            .parse::<i64>()
+            .map(Some)
+            .map_err(|_| DomainError::invalid(BAD_PAGING)),
+        Some(_) => Err(DomainError::invalid(BAD_PAGING)),
+    }
+}
+
+/// Checks that the user may follow the conversation live: a member of one of their friendships
+/// or of a group that is not disbanded.
+pub async fn join(
+    conn: &mut DbConn,
+    actor: &Actor,
+    request: &JoinRequest,
+) -> Result<(), DomainError> {
+    membership(conn, actor.user_id, request.conversation_id)
+        .await?
+        .ensure_open()?;
+    Ok(())
+}
+
+/// A message as posted: `fresh` is false when a retry with the same `clientMsgId` found the one
+/// already stored, which must then not be delivered to the room a second time.
+#[derive(Debug, Clone)]
+pub struct Posted {
+    pub message: Message,
+    pub fresh: bool,
+}
+
+/// Stores a message from the actor: they need the `speak` right and a membership of the
+/// conversation, whose group (if any) is neither disbanded nor muted. The addressee is read from
+/// the conversation, never from the client.
+pub async fn post(
+    conn: &mut DbConn,
+    actor: &Actor,
+    request: &SendRequest,
+) -> Result<Posted, DomainError> {
+    if !actor.has_right(right::SPEAK) {
+        return Err(DomainError::rejected(NO_SPEAK_RIGHT));
+    }
+    let member = membership(conn, actor.user_id, request.conversation_id)
+        .await?
+        .ensure_open_for_messages()?;
+    let to_id = match &member.kind {
+        MembershipKind::Chat { peer_id } => *peer_id,
+        MembershipKind::Group { group } => group.id,
+    };
+    if let Some(id) = &request.client_msg_id
+        && let Some(stored) =
+            store::messages::find_by_client_msg_id(conn, actor.user_id, id).await?
+    {
+        return already_stored(stored, request.conversation_id);
+    }
+    let body = request.body.to_string();
+    let conversation_id = request.conversation_id;
+    let from_id = actor.user_id;
+    let client_msg_id = request.client_msg_id.clone();
+    let inserted = conn
+        .transaction(|tx| {
+            Box::pin(async move {
+                let seq = store::messages::next_seq(tx, conversation_id).await?;
+                let now = crate::time::now();
+                store::messages::insert_message(
+                    tx,
+                    &NewMessage {
+                        conversation_id,
+                        seq,
+                        from_id,
+                        to_id,
+                        body: &body,
+                        client_msg_id: client_msg_id.as_deref(),
+                        created_at: now,
+                        updated_at: now,
+                    },
+                )
+                .await
+            })
+        })
+        .await;
+    match (inserted, &request.client_msg_id) {
+        (Ok(message), _) => Ok(Posted {
+            message,
+            fresh: true,
+        }),
+        // A concurrent retry of the same send won the race: answer with its message.
+        (Err(StoreError::UniqueViolation(_)), Some(id)) => {
+            match store::messages::find_by_client_msg_id(conn, actor.user_id, id).await? {
+                Some(stored) => already_stored(stored, request.conversation_id),
+                None => Err(DomainError::Internal(
+                    "clientMsgId unique violation without a stored message".into(),
+                )),
+            }
+        }
+        (Err(error), _) => Err(error.into()),
+    }
+}
+
+fn already_stored(stored: Message, conversation_id: i32) -> Result<Posted, DomainError> {
+    if stored.conversation_id != conversation_id {
+        return Err(DomainError::invalid(CLIENT_MSG_ID_REUSED));
+    }
+    Ok(Posted {
+        message: stored,
+        fresh: false,
+    })
+}
+
+/// One answer to `/v1/im/get-messages` (API.md §5), plus the additive `since`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct History {
+    pub conversation_id: i32,
+    pub page_size: i64,
+    pub page_number: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub since: Option<i64>,
+    /// All messages of the conversation; with `since`, those after it.
+    pub count: i64,
+    pub messages: Vec<Message>,
+}
+
+/// A page of a conversation's history, for a member of it.
+pub async fn history(
+    conn: &mut DbConn,
+    actor: &Actor,
+    request: &HistoryRequest,
+) -> Result<History, DomainError> {
+    membership(conn, actor.user_id, request.conversation_id)
+        .await?
+        .ensure_open()?;
+    let id = request.conversation_id;
+    let (count, messages) = match request.since {
+        Some(since) => (
+            store::messages::count_since(conn, id, since).await?,
+            store::messages::after_seq(conn, id, since, request.page_size).await?,
+        ),
+        None => (
+            store::messages::count_in_conversation(conn, id).await?,
+            store::messages::page_newest_first(
+                conn,
+                id,
+                request.page_size,
+                (request.page_number - 1) * request.page_size,
+            )
+            .await?,
+        ),
+    };
+    Ok(History {
+        conversation_id: id,
+        page_size: request.page_size,
+        page_number: request.page_number,
+        since: request.since,
+        count,
+        messages,
+    })
+}

@@ -1,0 +1,120 @@
+//! Presence: a user is online while any of their sockets is connected, and their friends are told
+//! when that changes. The register of sockets is a trait so that several processes can later
+//! share one (Redis); this process's memory is the implementation for one process.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+
+use super::DomainError;
+use crate::app::App;
+use crate::store;
+
+/// Which sockets of which users are connected.
+#[async_trait]
+pub trait PresenceRegister: Send + Sync + 'static {
+    /// Records a connected socket; true when it is the user's first (they just came online).
+    async fn connected(&self, user_id: i32, socket_id: &str) -> Result<bool, DomainError>;
+    /// Forgets a socket; true when it was the user's last (they just went offline).
+    async fn disconnected(&self, user_id: i32, socket_id: &str) -> Result<bool, DomainError>;
+    /// Those of `user_ids` with at least one socket.
+    async fn online_among(&self, user_ids: &[i32]) -> Result<HashSet<i32>, DomainError>;
+}
+
+/// The register of one process.
+#[derive(Debug, Default)]
+pub struct MemoryPresence {
+    sockets: Mutex<HashMap<i32, HashSet<String>>>,
+}
+
+impl MemoryPresence {
+    fn sockets(&self) -> std::sync::MutexGuard<'_, HashMap<i32, HashSet<String>>> {
+        // A panic while holding the lock cannot leave the map half-changed (each change is one
+        // call), so a poisoned lock is still usable.
+        self.sockets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+#[async_trait]
+impl PresenceRegister for MemoryPresence {
+    async fn connected(&self, user_id: i32, socket_id: &str) -> Result<bool, DomainError> {
+        let mut sockets = self.sockets();
+        let of_user = sockets.entry(user_id).or_default();
+        let first = of_user.is_empty();
+        of_user.insert(socket_id.to_owned());
+        Ok(first)
+    }
+
+    async fn disconnected(&self, user_id: i32, socket_id: &str) -> Result<bool, DomainError> {
+        let mut sockets = self.sockets();
+        let Some(of_user) = sockets.get_mut(&user_id) else {
+            return Ok(false);
+        };
+        let removed = of_user.remove(socket_id);
+        let last = removed && of_user.is_empty();
+        if of_user.is_empty() {
+            sockets.remove(&user_id);
+        }
+        Ok(last)
+    }
+
+    async fn online_among(&self, user_ids: &[i32]) -> Result<HashSet<i32>, DomainError> {
+        let sockets = self.sockets();
+        Ok(user_ids
+            .iter()
+            .copied()
+            .filter(|id| sockets.contains_key(id))
+            .collect())
+    }
+}
+
+/// Those of `user_ids` who are online now (for the friend list's `online` field).
+pub async fn online_users(app: &App, user_ids: &[i32]) -> Result<HashSet<i32>, DomainError> {
+    app.presence.online_among(user_ids).await
+}
+
+/// A change of presence and who must hear of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PresenceChange {
+    pub user_id: i32,
+    pub online: bool,
+    /// The user's friends.
+    pub tell: Vec<i32>,
+}
+
+/// Records a new socket of the user; a change when it is their first.
+pub async fn socket_connected(
+    app: &App,
+    user_id: i32,
+    socket_id: &str,
+) -> Result<Option<PresenceChange>, DomainError> {
+    if !app.presence.connected(user_id, socket_id).await? {
+        return Ok(None);
+    }
+    change(app, user_id, true).await.map(Some)
+}
+
+/// Forgets a socket of the user; a change when it was their last.
+pub async fn socket_disconnected(
+    app: &App,
+    user_id: i32,
+    socket_id: &str,
+) -> Result<Option<PresenceChange>, DomainError> {
+    if !app.presence.disconnected(user_id, socket_id).await? {
+        return Ok(None);
+    }
+    change(app, user_id, false).await.map(Some)
+}
+
+async fn change(app: &App, user_id: i32, online: bool) -> Result<PresenceChange, DomainError> {
+    let mut conn = app.db.get().await?;
+    let tell = store::presence::friend_ids(&mut conn, user_id).await?;
+    Ok(PresenceChange {
+        user_id,
+        online,
+        tell,
+    })
+}

@@ -1,0 +1,198 @@
+//! The three events of API.md §5, thin: parse, call the domain, ack or broadcast the answer.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::Value;
+use socketioxide::SocketIo;
+use socketioxide::extract::{SocketRef, TryData};
+
+use super::auth::{Identity, current_actor};
+use super::{GET_MESSAGES, JOIN, NEW_MESSAGE, Reply, conversation_room, user_room};
+use crate::app::App;
+use crate::domain::DomainError;
+use crate::domain::messaging::{self, HistoryRequest, JoinRequest, SendRequest};
+use crate::domain::robot::Robot;
+use crate::store::models::Message;
+
+/// A message as `/v1/im/new-message` delivers it: API.md §5's fields (no `updatedAt`) plus `seq`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Delivered<'a> {
+    pub id: i32,
+    #[serde(serialize_with = "raw_json")]
+    pub body: &'a str,
+    pub from_id: i32,
+    pub to_id: i32,
+    #[serde(serialize_with = "crate::time::serialize")]
+    pub created_at: chrono::NaiveDateTime,
+    pub conversation_id: i32,
+    pub seq: i64,
+}
+
+impl<'a> From<&'a Message> for Delivered<'a> {
+    fn from(message: &'a Message) -> Self {
+        Delivered {
+            id: message.id,
+            body: &message.body,
+            from_id: message.from_id,
+            to_id: message.to_id,
+            created_at: message.created_at,
+            conversation_id: message.conversation_id,
+            seq: message.seq,
+        }
+    }
+}
+
+fn raw_json<S: serde::Serializer>(text: &&str, serializer: S) -> Result<S::Ok, S::Error> {
+    match serde_json::from_str::<Value>(text) {
+        Ok(json) => json.serialize(serializer),
+        Err(_) => serializer.serialize_str(text),
+    }
+}
+
+/// A socket just let in (its listeners are already set up): record its presence.
+pub async fn on_connect(app: Arc<App>, socket: SocketRef) {
+    match socket.extensions.get::<Identity>() {
+        Some(identity) => super::presence::connected(&app, &socket, &identity).await,
+        // Cannot happen: the connect check stores the identity before letting a socket in.
+        None => {
+            let _ = socket.disconnect();
+        }
+    }
+}
+
+/// Listens to the events of a socket whose session was just checked.
+pub fn listen(app: &Arc<App>, robot: &Arc<Robot>, socket: &SocketRef, identity: &Identity) {
+    socket.on(JOIN, {
+        let app = app.clone();
+        move |socket: SocketRef, TryData(payload): TryData<Value>, reply: Reply| {
+            let app = app.clone();
+            async move { join_conversation(&app, socket, payload.ok(), reply).await }
+        }
+    });
+    socket.on(NEW_MESSAGE, {
+        let app = app.clone();
+        let robot = robot.clone();
+        move |socket: SocketRef, io: SocketIo, TryData(payload): TryData<Value>, reply: Reply| {
+            let app = app.clone();
+            let robot = robot.clone();
+            async move { post_message(app, robot, socket, io, payload.ok(), reply).await }
+        }
+    });
+    socket.on(GET_MESSAGES, {
+        let app = app.clone();
+        move |socket: SocketRef, TryData(payload): TryData<Value>, reply: Reply| {
+            let app = app.clone();
+            async move { get_messages(&app, socket, payload.ok(), reply).await }
+        }
+    });
+    socket.on_disconnect({
+        let app = app.clone();
+        let identity = identity.clone();
+        move |socket: SocketRef| {
+            let app = app.clone();
+            let identity = identity.clone();
+            async move { super::presence::disconnected(&app, &socket, &identity).await }
+        }
+    });
+}
+
+/// An event's payload, or the error for one that is missing or not JSON.
+fn payload(payload: Option<Value>) -> Result<Value, DomainError> {
+    payload.ok_or_else(|| DomainError::invalid(messaging::NOT_AN_OBJECT))
+}
+
+async fn join_conversation(app: &App, socket: SocketRef, payload: Option<Value>, reply: Reply) {
+    let joined = async {
+        let actor = current_actor(app, &socket).await?;
+        let payload = self::payload(payload)?;
+        if messaging::is_robot_conversation(&payload) {
+            // Robot talk goes to the sender's socket only: there is no room to join.
+            return Ok(None);
+        }
+        let request = JoinRequest::from_json(&payload)?;
+        let mut conn = app.db.get().await?;
+        messaging::join(&mut conn, &actor, &request).await?;
+        Ok::<_, DomainError>(Some(request.conversation_id))
+    }
+    .await;
+    match joined {
+        Ok(Some(conversation_id)) => {
+            socket.join(conversation_room(conversation_id));
+            reply.ok(&serde_json::json!({ "conversationId": conversation_id }));
+        }
+        Ok(None) => {
+            reply.ok(&serde_json::json!({ "conversationId": messaging::ROBOT_CONVERSATION }))
+        }
+        Err(error) => reply.fail(&socket, JOIN, &error),
+    }
+}
+
+async fn post_message(
+    app: Arc<App>,
+    robot: Arc<Robot>,
+    socket: SocketRef,
+    io: SocketIo,
+    payload: Option<Value>,
+    reply: Reply,
+) {
+    let actor = match current_actor(&app, &socket).await {
+        Ok(actor) => actor,
+        Err(error) => return reply.fail(&socket, NEW_MESSAGE, &error),
+    };
+    let payload = match self::payload(payload) {
+        Ok(payload) => payload,
+        Err(error) => return reply.fail(&socket, NEW_MESSAGE, &error),
+    };
+    if messaging::is_robot(&payload) {
+        return super::robot::converse(robot, socket, &actor, payload, reply);
+    }
+    let posted = async {
+        let request = SendRequest::from_json(&payload)?;
+        let mut conn = app.db.get().await?;
+        messaging::post(&mut conn, &actor, &request).await
+    }
+    .await;
+    let posted = match posted {
+        Ok(posted) => posted,
+        Err(error) => return reply.fail(&socket, NEW_MESSAGE, &error),
+    };
+    let delivered = Delivered::from(&posted.message);
+    let asked = reply.asked();
+    reply.ok(&delivered);
+    if posted.fresh {
+        // The room, and every device of the sender (the room may not hold them all).
+        let rooms = [
+            conversation_room(posted.message.conversation_id),
+            user_room(actor.user_id),
+        ];
+        if let Err(error) = io.to(rooms).emit(NEW_MESSAGE, &delivered).await {
+            tracing::warn!(%error, "broadcast of a stored message failed");
+        }
+    } else if !asked {
+        // A retry whose first send was delivered already: only this socket needs it again.
+        if let Err(error) = socket.emit(NEW_MESSAGE, &delivered) {
+            tracing::debug!(%error, "message not re-sent");
+        }
+    }
+}
+
+async fn get_messages(app: &App, socket: SocketRef, payload: Option<Value>, reply: Reply) {
+    let history = async {
+        let actor = current_actor(app, &socket).await?;
+        let payload = self::payload(payload)?;
+        if messaging::is_robot_conversation(&payload) {
+            return messaging::robot_history(&payload);
+        }
+        let request = HistoryRequest::from_json(&payload)?;
+        let mut conn = app.db.get().await?;
+        let history = messaging::history(&mut conn, &actor, &request).await?;
+        serde_json::to_value(history).map_err(|e| DomainError::Internal(e.to_string()))
+    }
+    .await;
+    match history {
+        Ok(history) => reply.ok(&history),
+        Err(error) => reply.fail(&socket, GET_MESSAGES, &error),
+    }
+}

@@ -1,0 +1,187 @@
+//! Socket.IO on the HTTP port: the layer with its limits, the namespace with its connection
+//! check, and the mapping of domain errors to acks and `/v1/im/error` (API.md §5).
+//!
+//! Handlers are thin: they parse the event, call one domain function and render its answer.
+
+mod auth;
+mod events;
+mod presence;
+mod robot;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use socketioxide::adapter::LocalAdapter;
+use socketioxide::extract::{AckSender, SocketRef, TryData};
+use socketioxide::handler::{ConnectHandler, FromMessageParts};
+use socketioxide::layer::SocketIoLayer;
+use socketioxide::socket::Socket;
+use socketioxide::{ParserConfig, SocketIo};
+
+use crate::app::App;
+use crate::domain::DomainError;
+use crate::domain::robot::Robot;
+
+/// Largest Engine.IO packet (a WebSocket message, or a long-polling POST), in bytes. A message
+/// body is at most 64 KiB of JSON (API.md §3); twice that leaves room for the event's envelope
+/// and for escaping, and nothing legitimate is larger. socketioxide's defaults (100 kB payload,
+/// 64 MiB WebSocket messages) would let one client make the server buffer far more.
+pub const MAX_PACKET_BYTES: usize = 128 * 1024;
+/// Packets queued for one socket before it counts as stuck: a slow reader cannot pile up memory.
+const MAX_BUFFERED_PACKETS: usize = 256;
+/// No client of ours sends binary attachments; refusing them closes the door of advisory
+/// GHSA-55mf-67qm-4wpg (attachments buffered without bound) whatever the parser's defaults.
+const MAX_BINARY_ATTACHMENTS: usize = 0;
+/// Bytes of binary data buffered for a packet in progress (none are accepted, see above).
+const MAX_BINARY_BUFFER: usize = 1024;
+/// A half-received packet is dropped after this long.
+const PACKET_COMPLETION: Duration = Duration::from_secs(5);
+/// Heartbeat: Socket.IO 4's defaults; every client takes them from the handshake, and the
+/// proxy timeouts of nginx.conf are set above their sum.
+const PING_INTERVAL: Duration = Duration::from_secs(25);
+const PING_TIMEOUT: Duration = Duration::from_secs(20);
+/// A client has this long to send its CONNECT packet, or to finish an upgrade to WebSocket.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const UPGRADE_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub const NEW_MESSAGE: &str = "/v1/im/new-message";
+pub const JOIN: &str = "/v1/im/join";
+pub const GET_MESSAGES: &str = "/v1/im/get-messages";
+pub const ERROR: &str = "/v1/im/error";
+pub const ONLINE: &str = "/v1/im/online";
+
+/// Builds the Socket.IO layer for `/socket.io/`, registers the namespace and starts watching
+/// access changes (bans drop sockets). Call it from within the Tokio runtime.
+pub fn layer(app: &Arc<App>) -> SocketIoLayer {
+    let parser = ParserConfig::common()
+        .max_incoming_binaries(MAX_BINARY_ATTACHMENTS)
+        .max_incoming_binary_buf_size(MAX_BINARY_BUFFER)
+        .packet_completion_timeout(PACKET_COMPLETION);
+    let (layer, io) = SocketIo::builder()
+        .req_path("/socket.io")
+        .ping_interval(PING_INTERVAL)
+        .ping_timeout(PING_TIMEOUT)
+        .connect_timeout(CONNECT_TIMEOUT)
+        .upgrade_timeout(UPGRADE_TIMEOUT)
+        .max_payload(MAX_PACKET_BYTES as u64)
+        .ws_max_message_size(MAX_PACKET_BYTES)
+        .ws_max_frame_size(MAX_PACKET_BYTES)
+        .max_buffer_size(MAX_BUFFERED_PACKETS)
+        .with_parser(parser)
+        .build_layer();
+    register(&io, app);
+    presence::watch_access(io, Arc::downgrade(app));
+    layer
+}
+
+/// The namespace `/`: a connection is let in only with a valid session (cookie or token).
+fn register(io: &SocketIo, app: &Arc<App>) {
+    let robot = Arc::new(Robot::new(&app.config.robot));
+    let connected = {
+        let app = app.clone();
+        move |socket: SocketRef| {
+            let app = app.clone();
+            async move { events::on_connect(app, socket).await }
+        }
+    };
+    // The listeners are set up here, before socketioxide sends the CONNECT packet: a client may
+    // emit the moment it sees that packet, and the connect handler above only runs after it.
+    let check = {
+        let app = app.clone();
+        move |socket: SocketRef, TryData(auth): TryData<auth::HandshakeAuth>| {
+            let app = app.clone();
+            let robot = robot.clone();
+            async move {
+                let identity = auth::authenticate(&app, &socket, auth.ok()).await?;
+                events::listen(&app, &robot, &socket, &identity);
+                Ok::<(), auth::Refusal>(())
+            }
+        }
+    };
+    io.ns("/", connected.with(check));
+}
+
+/// The way back to the client for one event: its ack if it asked for one, else `/v1/im/error`
+/// for a failure (and nothing for a success nobody waits for).
+pub struct Reply {
+    ack: AckSender,
+    asked: bool,
+}
+
+impl FromMessageParts<LocalAdapter> for Reply {
+    type Error = std::convert::Infallible;
+
+    fn from_message_parts(
+        socket: &Arc<Socket>,
+        value: &mut socketioxide::handler::Value,
+        ack_id: &Option<i64>,
+    ) -> Result<Self, Self::Error> {
+        let ack = AckSender::from_message_parts(socket, value, ack_id)?;
+        Ok(Reply {
+            ack,
+            asked: ack_id.is_some(),
+        })
+    }
+}
+
+impl Reply {
+    pub fn asked(&self) -> bool {
+        self.asked
+    }
+
+    /// Acks `data` if the client asked.
+    pub fn ok<T: serde::Serialize + ?Sized>(self, data: &T) {
+        if let Err(error) = self.ack.send(data) {
+            tracing::debug!(%error, "ack not sent");
+        }
+    }
+
+    /// Tells the client why `event` failed.
+    pub fn fail(self, socket: &SocketRef, event: &str, error: &DomainError) {
+        let payload = error_payload(event, error);
+        let sent = if self.asked {
+            self.ack.send(&payload).map_err(|e| e.to_string())
+        } else {
+            socket.emit(ERROR, &payload).map_err(|e| e.to_string())
+        };
+        if let Err(error) = sent {
+            tracing::debug!(%error, "error reply not sent");
+        }
+        if matches!(error, DomainError::NotLoggedIn) {
+            // The session ended (logout, revocation): the socket goes with it.
+            if let Err(error) = socket.clone().disconnect() {
+                tracing::debug!(%error, "socket already gone");
+            }
+        }
+    }
+}
+
+/// The one mapping of a domain error to Socket.IO: the REST envelope's fields, plus the event.
+fn error_payload(event: &str, error: &DomainError) -> Value {
+    match error {
+        DomainError::Internal(cause) => tracing::error!(%cause, event, "event failed"),
+        DomainError::Unavailable(cause) => tracing::warn!(%cause, event, "event failed"),
+        _ => {}
+    }
+    let code = match error {
+        DomainError::NotPermitted => "2",
+        _ => "1",
+    };
+    json!({
+        "event": event,
+        "statusCode": code,
+        "errorMessage": error.to_string(),
+        "data": null,
+    })
+}
+
+/// The room of every socket of one user (all their devices).
+pub fn user_room(user_id: i32) -> String {
+    format!("user:{user_id}")
+}
+
+/// The room of a conversation, named as the original named it: the id itself.
+pub fn conversation_room(conversation_id: i32) -> String {
+    conversation_id.to_string()
+}

@@ -1,0 +1,215 @@
+//! The compatibility suite: the real npm client packages of the original IM clients
+//! (socket.io-client 2.3.0 of the H5 client, socket.io-client 4, and weapp.socket.io of the
+//! mini-programs over a `wx` shim) run the scenarios of `tests/compat/suite.js` against a server
+//! started here, over WebSocket, long-polling and polling upgraded to WebSocket.
+//!
+//! Needs Node.js; `tests/compat/node_modules` is installed with `npm ci` when missing.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::{Backend, TestServer};
+use diesel_async::SimpleAsyncConnection;
+use im_server::domain::events::DomainEvent;
+use im_server::domain::rbac::role;
+use im_server::store;
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+/// Every scenario of suite.js; `ban` and `muted` change the demo data for good, so they run last.
+const ALL: &[&str] = &[
+    "chat", "group", "auth", "foreign", "spoof", "invalid", "retry", "since", "devices", "robot",
+    "muted", "ban",
+];
+
+fn compat_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/compat")
+}
+
+/// Installs the locked client packages once per test process.
+fn ensure_node_modules() {
+    static INSTALL: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
+    let mut installed = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
+    if *installed || compat_dir().join("node_modules/sio2").exists() {
+        *installed = true;
+        return;
+    }
+    let status = std::process::Command::new("npm")
+        .args(["ci", "--no-audit", "--no-fund"])
+        .current_dir(compat_dir())
+        .status()
+        .expect("npm runs (Node.js is needed for the compatibility suite)");
+    assert!(status.success(), "npm ci in tests/compat failed");
+    *installed = true;
+}
+
+/// Runs `scenarios` with one client over one transport against `server`, answering the
+/// suite's hooks, and fails with the suite's output unless it exits 0.
+async fn run_suite(server: &TestServer, client: &str, transport: &str, scenarios: &[&str]) {
+    ensure_node_modules();
+    let mut child = tokio::process::Command::new("node")
+        .arg("suite.js")
+        .arg(&server.base)
+        .arg(client)
+        .arg(transport)
+        .args(scenarios)
+        .current_dir(compat_dir())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node runs");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut stderr = child.stderr.take().expect("stderr");
+    let mut output = String::new();
+    let drive = async {
+        while let Some(line) = stdout.next_line().await.expect("suite output") {
+            if let Some(hook) = line.strip_prefix("@@hook ") {
+                let (name, args) = hook.split_once(' ').unwrap_or((hook, "{}"));
+                let args: Value = serde_json::from_str(args).expect("hook arguments");
+                answer_hook(server, name, &args).await;
+                stdin.write_all(b"done\n").await.expect("answer the hook");
+                stdin.flush().await.expect("answer the hook");
+            }
+            output.push_str(&line);
+            output.push('\n');
+        }
+        child.wait().await.expect("suite exits")
+    };
+    let status = tokio::time::timeout(Duration::from_secs(120), drive)
+        .await
+        .expect("the compatibility suite finishes within 2 minutes");
+    let mut errors = String::new();
+    tokio::io::AsyncReadExt::read_to_string(&mut stderr, &mut errors)
+        .await
+        .expect("suite errors");
+    assert!(
+        status.success(),
+        "{client}/{transport} failed:\n{output}\n{errors}"
+    );
+    for scenario in scenarios {
+        assert!(
+            output.contains(&format!("ok {client}/{transport}/{scenario} ")),
+            "{scenario} did not run:\n{output}"
+        );
+    }
+}
+
+/// Changes the suite asks for behind the clients' backs, as the admin routes would make them.
+async fn answer_hook(server: &TestServer, name: &str, args: &Value) {
+    let app = &server.app;
+    let mut conn = app.db.get().await.expect("connection");
+    let id = |key: &str| {
+        args[key]
+            .as_i64()
+            .and_then(|id| i32::try_from(id).ok())
+            .expect("an id")
+    };
+    match name {
+        "ban" | "mute-user" => {
+            let user_id = id("userId");
+            let key = if name == "ban" {
+                role::DISABLED
+            } else {
+                role::MUTE
+            };
+            let role = store::rbac::find_role_by_key(&mut conn, key)
+                .await
+                .expect("role lookup")
+                .expect("built-in role");
+            store::rbac::set_user_roles(&mut conn, user_id, &[role.id])
+                .await
+                .expect("roles set");
+            if name == "ban" {
+                app.sessions
+                    .revoke_user(user_id)
+                    .await
+                    .expect("sessions revoked");
+            }
+            let _ = app.events.send(DomainEvent::AccessChanged { user_id });
+        }
+        "mute-group" | "disable-group" => {
+            let group_id = id("groupId");
+            let column = if name == "mute-group" {
+                "mute"
+            } else {
+                "disabled"
+            };
+            let sql = format!("UPDATE groups SET {column} = TRUE WHERE id = {group_id}");
+            let conn = &mut conn;
+            im_server::db_run!(conn: { conn.batch_execute(&sql).await.expect("group changed") });
+            let _ = app.events.send(DomainEvent::GroupChanged { group_id });
+        }
+        other => panic!("unknown hook {other}"),
+    }
+}
+
+async fn sio2_websocket(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    run_suite(&server, "sio2", "websocket", ALL).await;
+}
+
+async fn sio2_polling(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    run_suite(
+        &server,
+        "sio2",
+        "polling",
+        &["chat", "group", "auth", "foreign", "since", "muted", "ban"],
+    )
+    .await;
+}
+
+async fn sio2_upgrade(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    run_suite(&server, "sio2", "upgrade", &["chat", "devices", "retry"]).await;
+}
+
+async fn sio4_websocket(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    run_suite(&server, "sio4", "websocket", ALL).await;
+}
+
+async fn sio4_polling(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    run_suite(
+        &server,
+        "sio4",
+        "polling",
+        &["chat", "group", "auth", "spoof", "retry", "invalid", "ban"],
+    )
+    .await;
+}
+
+async fn sio4_upgrade(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    run_suite(&server, "sio4", "upgrade", &["chat", "since", "robot"]).await;
+}
+
+async fn weapp_websocket(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    run_suite(
+        &server,
+        "weapp",
+        "websocket",
+        &[
+            "chat", "group", "auth", "foreign", "spoof", "retry", "since", "robot", "muted", "ban",
+        ],
+    )
+    .await;
+}
+
+on_both_backends!(
+    sio2_websocket,
+    sio2_polling,
+    sio2_upgrade,
+    sio4_websocket,
+    sio4_polling,
+    sio4_upgrade,
+    weapp_websocket,
+);
