@@ -223,10 +223,6 @@ fn generator_refuses_targets_off_this_machine() {
     im_bench::validate(&cli).expect("two processes hold 19,001 sockets");
 }
 
-// The Socket.IO scenarios need the realtime layer (branch `realtime`), which is not on this
-// branch yet: they are ignored until it is merged (then delete the `#[ignore]` lines). With
-// branch realtime merged in, all of them passed.
-
 /// Checks a step table: traffic flowed, nothing was lost, no error and no dropped socket.
 fn assert_clean_steps(table: &Table) {
     for (sent, delivered) in table
@@ -265,7 +261,6 @@ fn assert_clean_steps(table: &Table) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the Socket.IO layer of branch realtime"]
 async fn idle_scenario_holds_sockets() {
     let server = bench_server(Backend::Sqlite).await;
     let table = run_bench(
@@ -288,7 +283,6 @@ async fn idle_scenario_holds_sockets() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the Socket.IO layer of branch realtime"]
 async fn fanout_scenario_delivers_to_every_member_eio4() {
     let server = bench_server(Backend::Sqlite).await;
     let table = run_bench(
@@ -319,7 +313,6 @@ async fn fanout_scenario_delivers_to_every_member_eio4() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the Socket.IO layer of branch realtime"]
 async fn fanout_scenario_delivers_to_every_member_eio3() {
     let server = bench_server(Backend::Sqlite).await;
     let table = run_bench(
@@ -372,13 +365,11 @@ async fn chat_scenario(backend: Backend) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the Socket.IO layer of branch realtime"]
 async fn chat_scenario_stores_and_delivers_sqlite() {
     chat_scenario(Backend::Sqlite).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the Socket.IO layer of branch realtime"]
 async fn chat_scenario_stores_and_delivers_postgres() {
     if let Some(backend) = Backend::postgres() {
         chat_scenario(backend).await;

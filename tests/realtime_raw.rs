@@ -391,13 +391,26 @@ async fn sending_stores_and_activates_the_conversation(backend: Backend) {
     );
 }
 
-/// `domain::presence::online_users` (for the friend list's `online`) follows the user's sockets.
+/// `domain::presence::online_users`, and with it the friend list's `online`, follows the user's
+/// sockets.
 async fn online_users_follow_sockets(backend: Backend) {
     use im_server::domain::presence::online_users;
     let server = TestServer::start(backend).await;
     let (cookie, _) = session(&server, "user").await;
     let online = || async { online_users(&server.app, &[2, 7]).await.expect("presence") };
+    // member3 (id 7) is a friend of `user` (id 2) and sees them in the friend list.
+    let member3 = server.logged_in("member3").await;
+    let listed_online = || async {
+        let friends = member3.get("/api/v1/friend").await;
+        let user = friends["data"]
+            .as_array()
+            .and_then(|friends| friends.iter().find(|f| f["id"] == 2))
+            .cloned()
+            .unwrap_or_else(|| panic!("user among member3's friends: {friends}"));
+        user["online"].as_bool().expect("online is a boolean")
+    };
     assert!(online().await.is_empty());
+    assert!(!listed_online().await);
     let (first, _) = Polling::open(&server, &cookie).await;
     let (second, _) = Polling::open(&server, &cookie).await;
     // Presence is recorded just after the connection is accepted.
@@ -408,6 +421,7 @@ async fn online_users_follow_sockets(backend: Backend) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(online().await, [2].into());
+    assert!(listed_online().await);
     // Engine.IO CLOSE: one device leaves, the user stays online; then the other.
     assert!(first.post(&cookie, "1").await);
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -420,6 +434,7 @@ async fn online_users_follow_sockets(backend: Backend) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(online().await.is_empty());
+    assert!(!listed_online().await);
 }
 
 /// A socket whose session ended (logout on another tab) is told to log in on its next event and

@@ -498,14 +498,17 @@ async fn friend_list_shape(backend: Backend) {
     assert_eq!(friends.len(), 26);
     let mut first = person(3, "disabled");
     first["conversation"] = conversation(1, "chat");
+    first["online"] = json!(false);
     assert_eq!(mask_times(&friends[0]), first);
     let mut last = person(30, "member26");
     last["conversation"] = conversation(26, "chat");
+    last["online"] = json!(false);
     assert_eq!(mask_times(&friends[25]), last);
     // The other side sees `user`.
     let member3 = server.logged_in("member3").await;
     let mut expected = person(2, "user");
     expected["conversation"] = conversation(3, "chat");
+    expected["online"] = json!(false);
     assert_eq!(
         mask_times(data(&member3.get("/api/v1/friend").await)),
         json!([expected])
@@ -556,6 +559,7 @@ async fn add_friend_approval_and_refusals(backend: Backend) {
     let member1 = server.logged_in("member1").await;
     let mut expected = person(2, "user");
     expected["conversation"] = conversation(29, "chat");
+    expected["online"] = json!(false);
     assert_eq!(
         mask_times(data(&member1.get("/api/v1/friend").await)),
         json!([expected])

@@ -17,9 +17,12 @@ pub struct ListedFriend {
     #[serde(flatten)]
     pub person: UserWithInfo,
     pub conversation: Conversation,
+    /// **new**: whether the friend has a socket connected right now, on any device.
+    pub online: bool,
 }
 
-/// The user's friends, oldest friendship first; two queries whatever their number.
+/// The user's friends, oldest friendship first, with their presence; two queries whatever their
+/// number, and one presence look-up.
 pub async fn list_friends(app: &App, actor: &Actor) -> Result<Vec<ListedFriend>, DomainError> {
     let mut conn = app.db.get().await?;
     let friendships = store::friends::friendships_of_user(&mut conn, actor.user_id).await?;
@@ -32,12 +35,15 @@ pub async fn list_friends(app: &App, actor: &Actor) -> Result<Vec<ListedFriend>,
     };
     let ids: Vec<i32> = friendships.iter().map(|(f, _)| peer_of(f)).collect();
     let mut people = profiles::load_people(&mut conn, &ids).await?;
+    let online = super::presence::online_users(app, &ids).await?;
     Ok(friendships
         .into_iter()
         .filter_map(|(friend, conversation)| {
-            people.remove(&peer_of(&friend)).map(|person| ListedFriend {
+            let peer = peer_of(&friend);
+            people.remove(&peer).map(|person| ListedFriend {
                 person,
                 conversation,
+                online: online.contains(&peer),
             })
         })
         .collect())
