@@ -18,6 +18,67 @@ use super::{DbConn, StoreError};
 /// limit of 65535, and large enough that round trips stop mattering.
 const CHUNK: usize = 1000;
 
+/// Inserts `rows` into `$table`, each backend its fastest way (see the module's comment); with
+/// `returning`, answers the returned columns of every row.
+macro_rules! insert_all {
+    ($conn:expr, $table:path, $rows:ident) => {
+        match $conn {
+            DbConn::Sqlite(conn) => {
+                on_sqlite(conn, move |conn| {
+                    for row in $rows {
+                        diesel::RunQueryDsl::execute(
+                            diesel::insert_into($table).values(row),
+                            conn,
+                        )?;
+                    }
+                    Ok(())
+                })
+                .await
+            }
+            DbConn::Postgres(conn) => {
+                for chunk in $rows.chunks(CHUNK) {
+                    diesel::insert_into($table)
+                        .values(chunk)
+                        .execute(&mut **conn)
+                        .await?;
+                }
+                Ok(())
+            }
+        }
+    };
+    ($conn:expr, $table:path, $rows:ident, returning $returned:expr) => {
+        match $conn {
+            DbConn::Sqlite(conn) => {
+                on_sqlite(conn, move |conn| {
+                    $rows
+                        .into_iter()
+                        .map(|row| {
+                            diesel::RunQueryDsl::get_result(
+                                diesel::insert_into($table).values(row).returning($returned),
+                                conn,
+                            )
+                        })
+                        .collect()
+                })
+                .await
+            }
+            DbConn::Postgres(conn) => {
+                let mut returned = Vec::with_capacity($rows.len());
+                for chunk in $rows.chunks(CHUNK) {
+                    returned.extend(
+                        diesel::insert_into($table)
+                            .values(chunk)
+                            .returning($returned)
+                            .get_results(&mut **conn)
+                            .await?,
+                    );
+                }
+                Ok(returned)
+            }
+        }
+    };
+}
+
 /// Runs `task` on the SQLite connection's own thread.
 async fn on_sqlite<R: Send + 'static>(
     conn: &mut super::SqliteConn,
@@ -46,36 +107,12 @@ pub async fn insert_users(
             )
         })
         .collect();
-    let returned = (users::id, users::username);
-    match conn {
-        DbConn::Sqlite(conn) => {
-            on_sqlite(conn, move |conn| {
-                rows.into_iter()
-                    .map(|row| {
-                        diesel::RunQueryDsl::get_result(
-                            diesel::insert_into(users::table)
-                                .values(row)
-                                .returning(returned),
-                            conn,
-                        )
-                    })
-                    .collect()
-            })
-            .await
-        }
-        DbConn::Postgres(conn) => {
-            let mut ids = Vec::with_capacity(rows.len());
-            for chunk in rows.chunks(CHUNK) {
-                let inserted: Vec<(i32, String)> = diesel::insert_into(users::table)
-                    .values(chunk)
-                    .returning(returned)
-                    .get_results(&mut **conn)
-                    .await?;
-                ids.extend(inserted);
-            }
-            Ok(ids)
-        }
-    }
+    insert_all!(
+        conn,
+        users::table,
+        rows,
+        returning(users::id, users::username)
+    )
 }
 
 /// Inserts profiles: each row is `(user_id, nickname, photo)`, without a sign.
@@ -96,29 +133,7 @@ pub async fn insert_user_infos(
             )
         })
         .collect();
-    match conn {
-        DbConn::Sqlite(conn) => {
-            on_sqlite(conn, move |conn| {
-                for row in rows {
-                    diesel::RunQueryDsl::execute(
-                        diesel::insert_into(user_infos::table).values(row),
-                        conn,
-                    )?;
-                }
-                Ok(())
-            })
-            .await
-        }
-        DbConn::Postgres(conn) => {
-            for chunk in rows.chunks(CHUNK) {
-                diesel::insert_into(user_infos::table)
-                    .values(chunk)
-                    .execute(&mut **conn)
-                    .await?;
-            }
-            Ok(())
-        }
-    }
+    insert_all!(conn, user_infos::table, rows)
 }
 
 /// Gives every user of `user_ids` the role `role_id`.
@@ -136,29 +151,7 @@ pub async fn grant_role(
             )
         })
         .collect();
-    match conn {
-        DbConn::Sqlite(conn) => {
-            on_sqlite(conn, move |conn| {
-                for row in rows {
-                    diesel::RunQueryDsl::execute(
-                        diesel::insert_into(user_roles::table).values(row),
-                        conn,
-                    )?;
-                }
-                Ok(())
-            })
-            .await
-        }
-        DbConn::Postgres(conn) => {
-            for chunk in rows.chunks(CHUNK) {
-                diesel::insert_into(user_roles::table)
-                    .values(chunk)
-                    .execute(&mut **conn)
-                    .await?;
-            }
-            Ok(())
-        }
-    }
+    insert_all!(conn, user_roles::table, rows)
 }
 
 /// Opens `count` active conversations of `kind` and returns their ids, in no particular order
@@ -242,36 +235,12 @@ pub async fn insert_groups(
             )
         })
         .collect();
-    let returned = (groups::id, groups::name);
-    match conn {
-        DbConn::Sqlite(conn) => {
-            on_sqlite(conn, move |conn| {
-                rows.into_iter()
-                    .map(|row| {
-                        diesel::RunQueryDsl::get_result(
-                            diesel::insert_into(groups::table)
-                                .values(row)
-                                .returning(returned),
-                            conn,
-                        )
-                    })
-                    .collect()
-            })
-            .await
-        }
-        DbConn::Postgres(conn) => {
-            let mut ids = Vec::with_capacity(rows.len());
-            for chunk in rows.chunks(CHUNK) {
-                let inserted: Vec<(i32, String)> = diesel::insert_into(groups::table)
-                    .values(chunk)
-                    .returning(returned)
-                    .get_results(&mut **conn)
-                    .await?;
-                ids.extend(inserted);
-            }
-            Ok(ids)
-        }
-    }
+    insert_all!(
+        conn,
+        groups::table,
+        rows,
+        returning(groups::id, groups::name)
+    )
 }
 
 /// Adds members to groups: each pair is `(group_id, user_id)`.
@@ -290,29 +259,7 @@ pub async fn add_members(
             )
         })
         .collect();
-    match conn {
-        DbConn::Sqlite(conn) => {
-            on_sqlite(conn, move |conn| {
-                for row in rows {
-                    diesel::RunQueryDsl::execute(
-                        diesel::insert_into(user_groups::table).values(row),
-                        conn,
-                    )?;
-                }
-                Ok(())
-            })
-            .await
-        }
-        DbConn::Postgres(conn) => {
-            for chunk in rows.chunks(CHUNK) {
-                diesel::insert_into(user_groups::table)
-                    .values(chunk)
-                    .execute(&mut **conn)
-                    .await?;
-            }
-            Ok(())
-        }
-    }
+    insert_all!(conn, user_groups::table, rows)
 }
 
 /// Inserts friendships: each row is `(user_id, friend_id, conversation_id)` with
@@ -334,27 +281,5 @@ pub async fn insert_friends(
             )
         })
         .collect();
-    match conn {
-        DbConn::Sqlite(conn) => {
-            on_sqlite(conn, move |conn| {
-                for row in rows {
-                    diesel::RunQueryDsl::execute(
-                        diesel::insert_into(friends::table).values(row),
-                        conn,
-                    )?;
-                }
-                Ok(())
-            })
-            .await
-        }
-        DbConn::Postgres(conn) => {
-            for chunk in rows.chunks(CHUNK) {
-                diesel::insert_into(friends::table)
-                    .values(chunk)
-                    .execute(&mut **conn)
-                    .await?;
-            }
-            Ok(())
-        }
-    }
+    insert_all!(conn, friends::table, rows)
 }
