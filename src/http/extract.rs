@@ -1,9 +1,10 @@
-//! Extractors: the session user of a request, and JSON bodies whose errors are envelopes.
+//! Extractors: the session user of a request, and JSON bodies, query strings and path ids whose
+//! errors are envelopes, never the framework's plain-text 400.
 
 use std::sync::Arc;
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
@@ -83,5 +84,43 @@ where
                 Err(DomainError::invalid("参数校验失败").into())
             }
         }
+    }
+}
+
+/// A query string; anything that does not decode is an envelope error, never a 400 page.
+pub struct Params<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for Params<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match Query::<T>::from_request_parts(parts, state).await {
+            Ok(Query(value)) => Ok(Params(value)),
+            Err(rejection) => {
+                tracing::debug!(%rejection, "malformed query string");
+                Err(DomainError::invalid("参数校验失败").into())
+            }
+        }
+    }
+}
+
+/// The numeric `{id}` of a resource path.
+pub struct PathId(pub i32);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Path(raw) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| DomainError::invalid("参数校验失败"))?;
+        raw.trim()
+            .parse::<i32>()
+            .map(PathId)
+            .map_err(|_| DomainError::invalid("参数校验失败").into())
     }
 }

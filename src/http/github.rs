@@ -13,7 +13,7 @@ use tower_cookies::cookie::SameSite;
 use tower_cookies::{Cookie, Cookies};
 
 use super::envelope::ApiError;
-use super::query::Params;
+use super::extract::Params;
 use crate::app::App;
 use crate::domain::github::{self, PENDING_TTL, Pending};
 

@@ -8,8 +8,8 @@ use axum::routing::{get, post};
 
 use super::envelope::{ApiResult, ok};
 use super::extract::Body;
+use super::extract::PathId;
 use super::friends::Answer;
-use super::params::PathId;
 use crate::app::App;
 use crate::domain::{Actor, groups};
 use crate::store::models::Group;

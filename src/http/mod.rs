@@ -11,8 +11,6 @@ pub mod friends;
 pub mod github;
 pub mod groups;
 pub mod health;
-pub mod params;
-pub mod query;
 pub mod search;
 pub mod upload;
 pub mod userinfo;

@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use super::envelope::{ApiResult, ok};
 use super::extract::Body;
-use super::params::PathId;
+use super::extract::PathId;
 use crate::app::App;
 use crate::domain::Actor;
 use crate::domain::profiles::{self, ProfileChange};

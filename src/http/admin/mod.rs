@@ -11,7 +11,7 @@ use std::sync::Arc;
 use axum::Router;
 use serde::Deserialize;
 
-pub use super::query::Params;
+pub use super::extract::Params;
 use crate::app::App;
 use crate::domain::admin::PageRequest;
 
