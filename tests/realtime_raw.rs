@@ -437,12 +437,78 @@ async fn online_users_follow_sockets(backend: Backend) {
     assert!(!listed_online().await);
 }
 
-/// A socket whose session ended (logout on another tab) is told to log in on its next event and
-/// is disconnected.
+/// Whether the polling socket is told it is disconnected within a few polls: a Socket.IO
+/// DISCONNECT for `/`, an Engine.IO CLOSE, or the server no longer knowing the Engine.IO session.
+/// A poll that only times out says nothing either way.
+async fn is_disconnected(polling: &Polling, cookie: &str) -> bool {
+    let is_close = |p: &str| p == "41" || p == "1";
+    if polling
+        .pending
+        .lock()
+        .expect("pending")
+        .iter()
+        .any(|p| is_close(p))
+    {
+        return true;
+    }
+    for _ in 0..3 {
+        let Ok(response) = polling
+            .http
+            .get(&polling.url)
+            .header("cookie", cookie)
+            .send()
+            .await
+        else {
+            continue;
+        };
+        if response.status().is_client_error() {
+            return true;
+        }
+        if let Ok(payload) = response.text().await
+            && payload.split(SEPARATOR).any(is_close)
+        {
+            return true;
+        }
+    }
+    false
+}
+
+/// A socket whose session ended where no event says so (it expired, or was revoked by another
+/// process) is told to log in on its next event and is disconnected.
 async fn a_socket_goes_with_its_session(backend: Backend) {
     let server = TestServer::start(backend).await;
-    let (cookie, _) = session(&server, "user").await;
+    let (cookie, token) = session(&server, "user").await;
     let (polling, _) = Polling::open(&server, &cookie).await;
+    server
+        .app
+        .sessions
+        .revoke(&token)
+        .await
+        .expect("session revoked");
+    assert!(
+        polling
+            .post(&cookie, r#"421["/v1/im/join",{"conversationId":3}]"#)
+            .await
+    );
+    let ack = ack_payload(&polling.expect(&cookie, "431").await, 1);
+    assert_eq!(
+        ack,
+        json!({"event": "/v1/im/join", "statusCode": "1", "errorMessage": "请登录", "data": null})
+    );
+    assert!(
+        is_disconnected(&polling, &cookie).await,
+        "the socket is disconnected"
+    );
+}
+
+/// Logging out disconnects the sockets of that session at once, without waiting for their next
+/// event; the same user's other device (another session) stays connected.
+async fn logout_disconnects_the_sessions_sockets_at_once(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let (cookie, _) = session(&server, "user").await;
+    let (other_cookie, _) = session(&server, "user").await;
+    let (polling, _) = Polling::open(&server, &cookie).await;
+    let (other, _) = Polling::open(&server, &other_cookie).await;
     let reply: Value = reqwest::Client::new()
         .post(server.url("/api/v1/logout"))
         .header("cookie", &cookie)
@@ -455,33 +521,17 @@ async fn a_socket_goes_with_its_session(backend: Backend) {
         .expect("JSON");
     assert_eq!(reply["statusCode"], "0", "{reply}");
     assert!(
-        polling
-            .post(&cookie, r#"421["/v1/im/join",{"conversationId":3}]"#)
+        is_disconnected(&polling, &cookie).await,
+        "the logged-out socket is disconnected"
+    );
+    // The other device still works: its join is acknowledged.
+    assert!(
+        other
+            .post(&other_cookie, r#"421["/v1/im/join",{"conversationId":3}]"#)
             .await
     );
-    let ack = ack_payload(&polling.expect(&cookie, "431").await, 1);
-    assert_eq!(
-        ack,
-        json!({"event": "/v1/im/join", "statusCode": "1", "errorMessage": "请登录", "data": null})
-    );
-    // Socket.IO DISCONNECT for namespace `/`, or the connection already closed.
-    let is_close = |p: &String| p == "41" || p == "1";
-    let mut closed = polling
-        .pending
-        .lock()
-        .expect("pending")
-        .iter()
-        .any(is_close);
-    for _ in 0..5 {
-        if closed {
-            break;
-        }
-        match polling.get(&cookie).await {
-            None => closed = true,
-            Some(payload) => closed = payload.split(SEPARATOR).any(|p| is_close(&p.to_owned())),
-        }
-    }
-    assert!(closed, "the socket is disconnected");
+    let ack = ack_payload(&other.expect(&other_cookie, "431").await, 1);
+    assert_eq!(ack, json!({"conversationId": 3}));
 }
 
 /// Engine.IO v3 (socket.io-client 2) frames polling payloads as `<length>:<packet>`: malformed
@@ -769,6 +819,7 @@ on_both_backends!(
     sending_stores_and_activates_the_conversation,
     online_users_follow_sockets,
     a_socket_goes_with_its_session,
+    logout_disconnects_the_sessions_sockets_at_once,
     engine_io_v3_framing_errors_keep_the_server_up,
     admin_bans_and_mutes_act_on_sockets_at_once,
 );

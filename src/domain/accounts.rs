@@ -10,6 +10,7 @@ use crate::session::password::{self, Verdict};
 use crate::store::models::{NewUser, NewUserInfo, Right, Role, User, UserInfo};
 use crate::store::{self, DbConn, StoreError};
 
+use super::events::DomainEvent;
 use super::rbac::{right, role};
 use super::{Actor, DomainError};
 
@@ -255,9 +256,13 @@ pub async fn create_local_user(
     .await
 }
 
-/// Ends the actor's session.
+/// Ends the actor's session, and with it the sockets it opened.
 pub async fn logout(app: &App, actor: &Actor) -> Result<(), DomainError> {
     app.sessions.revoke(&actor.session_id).await?;
+    let _ = app.events.send(DomainEvent::SessionEnded {
+        user_id: actor.user_id,
+        session_id: actor.session_id.clone(),
+    });
     Ok(())
 }
 

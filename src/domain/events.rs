@@ -7,6 +7,8 @@ pub enum DomainEvent {
     /// A user's roles or rights changed, or the user was banned or deleted: their sessions were
     /// revoked if they lost the `login` right, and their sockets must re-check or be dropped.
     AccessChanged { user_id: i32 },
+    /// A user logged out: the sockets opened with that session must go with it.
+    SessionEnded { user_id: i32, session_id: String },
     /// A group was disabled, enabled, muted or unmuted.
     GroupChanged { group_id: i32 },
 }

@@ -54,7 +54,8 @@ async fn announce(
 }
 
 /// Follows the domain's access changes for as long as the app lives: a user who no longer holds
-/// `login` (banned, deleted, role taken away) is disconnected on every socket.
+/// `login` (banned, deleted, role taken away) is disconnected on every socket, and a session
+/// that logged out takes its sockets with it.
 pub fn watch_access(io: SocketIo, app: Weak<App>) {
     let Some(mut events) = app.upgrade().map(|app| app.events.subscribe()) else {
         return;
@@ -63,6 +64,13 @@ pub fn watch_access(io: SocketIo, app: Weak<App>) {
         loop {
             let user_id = match events.recv().await {
                 Ok(DomainEvent::AccessChanged { user_id }) => user_id,
+                Ok(DomainEvent::SessionEnded {
+                    user_id,
+                    session_id,
+                }) => {
+                    disconnect_session(&io, user_id, &session_id);
+                    continue;
+                }
                 Ok(_) => continue,
                 Err(RecvError::Lagged(missed)) => {
                     // Some changes were missed: re-check everyone connected.
@@ -77,6 +85,21 @@ pub fn watch_access(io: SocketIo, app: Weak<App>) {
             recheck(&app, &io, user_id).await;
         }
     });
+}
+
+/// Disconnects the user's sockets on this process that were opened with `session_id`; their
+/// other devices stay. (Sockets on other processes are refused on their next event, when the
+/// session is not found; they follow at once with the Redis adapter.)
+fn disconnect_session(io: &SocketIo, user_id: i32, session_id: &str) {
+    for socket in io.to(user_room(user_id)).sockets() {
+        let opened_by_session = socket
+            .extensions
+            .get::<Identity>()
+            .is_some_and(|identity| identity.session_id == session_id);
+        if opened_by_session && let Err(error) = socket.disconnect() {
+            tracing::warn!(%error, user_id, "socket of an ended session not disconnected");
+        }
+    }
 }
 
 async fn recheck(app: &Arc<App>, io: &SocketIo, user_id: i32) {
