@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use serde::Serialize;
 
 use crate::app::App;
+pub use crate::store::admin::GroupFlag;
 use crate::store::admin::{Sort, SortField, Window};
 use crate::store::models::{Group, NewRight, NewRole, Right, Role};
 use crate::store::{self, DbConn, StoreError};
@@ -449,32 +450,18 @@ pub async fn list_groups(
     Ok(Listing { count, rows })
 }
 
-/// Disbands (hides, stops its chat) or restores a group.
-pub async fn set_group_disabled(
+/// Disbands or restores a group (`GroupFlag::Disabled`), or mutes or unmutes it
+/// (`GroupFlag::Mute`), and tells the transports.
+pub async fn set_group_flag(
     app: &App,
     admin: &Actor,
     group_id: i32,
-    disabled: bool,
+    flag: GroupFlag,
+    on: bool,
 ) -> Result<(), DomainError> {
     rbac::require_admin(admin)?;
     let mut conn = app.db.get().await?;
-    if store::admin::set_group_disabled(&mut conn, group_id, disabled).await? == 0 {
-        return Err(DomainError::rejected(UNKNOWN_GROUP));
-    }
-    let _ = app.events.send(DomainEvent::GroupChanged { group_id });
-    Ok(())
-}
-
-/// Mutes (no new message) or unmutes a group.
-pub async fn set_group_mute(
-    app: &App,
-    admin: &Actor,
-    group_id: i32,
-    mute: bool,
-) -> Result<(), DomainError> {
-    rbac::require_admin(admin)?;
-    let mut conn = app.db.get().await?;
-    if store::admin::set_group_mute(&mut conn, group_id, mute).await? == 0 {
+    if store::admin::set_group_flag(&mut conn, group_id, flag, on).await? == 0 {
         return Err(DomainError::rejected(UNKNOWN_GROUP));
     }
     let _ = app.events.send(DomainEvent::GroupChanged { group_id });

@@ -305,29 +305,35 @@ pub async fn list_groups(
     })
 }
 
-/// Sets a group's `disabled` flag; the number of rows changed (0 for an unknown id).
-pub async fn set_group_disabled(
-    conn: &mut DbConn,
-    id: i32,
-    disabled: bool,
-) -> Result<usize, StoreError> {
-    let now = crate::time::now();
-    db_run!(conn: {
-        Ok(diesel::update(groups::table.find(id))
-            .set((groups::disabled.eq(disabled), groups::updated_at.eq(now)))
-            .execute(conn)
-            .await?)
-    })
+/// A group's switch that an admin turns on or off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupFlag {
+    /// Disbanded: hidden, and its chat stopped.
+    Disabled,
+    /// No new message accepted.
+    Mute,
 }
 
-/// Sets a group's `mute` flag; the number of rows changed (0 for an unknown id).
-pub async fn set_group_mute(conn: &mut DbConn, id: i32, mute: bool) -> Result<usize, StoreError> {
+/// Sets one of a group's flags; the number of rows changed (0 for an unknown id).
+pub async fn set_group_flag(
+    conn: &mut DbConn,
+    id: i32,
+    flag: GroupFlag,
+    on: bool,
+) -> Result<usize, StoreError> {
     let now = crate::time::now();
+    let group = groups::table.find(id);
     db_run!(conn: {
-        Ok(diesel::update(groups::table.find(id))
-            .set((groups::mute.eq(mute), groups::updated_at.eq(now)))
-            .execute(conn)
-            .await?)
+        Ok(match flag {
+            GroupFlag::Disabled => diesel::update(group)
+                .set((groups::disabled.eq(on), groups::updated_at.eq(now)))
+                .execute(conn)
+                .await?,
+            GroupFlag::Mute => diesel::update(group)
+                .set((groups::mute.eq(on), groups::updated_at.eq(now)))
+                .execute(conn)
+                .await?,
+        })
     })
 }
 

@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use super::{PageQuery, Params};
 use crate::app::App;
-use crate::domain::admin::{self, Listing};
+use crate::domain::admin::{self, GroupFlag, Listing};
 use crate::http::envelope::{ApiResult, ok};
 use crate::http::extract::{Admin, Body};
 use crate::store::models::Group;
@@ -46,7 +46,7 @@ async fn update_group_disabled(
     Admin(admin): Admin,
     Body(body): Body<DisabledBody>,
 ) -> ApiResult<()> {
-    admin::set_group_disabled(&app, &admin, body.id, body.disabled).await?;
+    admin::set_group_flag(&app, &admin, body.id, GroupFlag::Disabled, body.disabled).await?;
     ok(())
 }
 
@@ -55,6 +55,6 @@ async fn update_group_mute(
     Admin(admin): Admin,
     Body(body): Body<MuteBody>,
 ) -> ApiResult<()> {
-    admin::set_group_mute(&app, &admin, body.id, body.mute).await?;
+    admin::set_group_flag(&app, &admin, body.id, GroupFlag::Mute, body.mute).await?;
     ok(())
 }
