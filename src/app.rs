@@ -14,6 +14,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::config::{Config, redact_url};
+use crate::domain::message_writer::MessageWriter;
 use crate::domain::{events, rbac, seed};
 use crate::session::SessionStore;
 use crate::session::memory::MemorySessions;
@@ -31,6 +32,8 @@ pub struct App {
     pub events: events::Events,
     /// Which users have a connected socket (in memory; shared through Redis later).
     pub presence: Arc<dyn crate::domain::presence::PresenceRegister>,
+    /// Stores posted messages, many per transaction.
+    pub messages: MessageWriter,
 }
 
 /// What to do to the database before serving.
@@ -84,8 +87,10 @@ impl App {
             }
             None => (None, MemorySessions::new(config.session_ttl())),
         };
+        let messages = MessageWriter::start(db.clone());
         Ok(Arc::new(App {
             config,
+            messages,
             db,
             sessions,
             redis,

@@ -37,20 +37,26 @@ pub async fn membership(
         store::conversations::find_for_member(conn, conversation_id, user_id)
             .await?
             .ok_or_else(|| DomainError::rejected(NOT_A_MEMBER))?;
-    let kind = match owner {
-        Owner::Friendship(friend) => MembershipKind::Chat {
-            peer_id: if friend.user_id == user_id {
-                friend.friend_id
-            } else {
-                friend.user_id
-            },
-        },
-        Owner::Group(group) => MembershipKind::Group { group },
-    };
-    Ok(Membership { conversation, kind })
+    Ok(Membership::of_member(user_id, conversation, owner))
 }
 
 impl Membership {
+    /// The membership of `user_id`, already known to take part in the conversation owned by
+    /// `owner` (one of the friendship's pair, or a member of the group).
+    pub fn of_member(user_id: i32, conversation: Conversation, owner: Owner) -> Self {
+        let kind = match owner {
+            Owner::Friendship(friend) => MembershipKind::Chat {
+                peer_id: if friend.user_id == user_id {
+                    friend.friend_id
+                } else {
+                    friend.user_id
+                },
+            },
+            Owner::Group(group) => MembershipKind::Group { group },
+        };
+        Membership { conversation, kind }
+    }
+
     /// Refuses a disbanded group: it is hidden and its chat is stopped.
     pub fn ensure_open(self) -> Result<Self, DomainError> {
         match &self.kind {

@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use crate::session::SessionError;
 use crate::store::StoreError;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum DomainError {
     /// No live session, or its user may no longer log in.
     #[error("请登录")]

@@ -4,14 +4,21 @@
 //! Socket.IO is the only transport today, but nothing here knows it: the handlers parse the
 //! event's JSON with the `*Request::from_json` functions and render what these return.
 
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
 use serde::Serialize;
 use serde_json::Value;
 
-use super::conversations::{MembershipKind, membership};
+use super::conversations::{Membership, MembershipKind, NOT_A_MEMBER, membership};
 use super::rbac::right;
 use super::{Actor, DomainError};
-use crate::store::models::{Message, NewMessage};
-use crate::store::{self, DbConn, StoreError};
+use crate::store::conversations::Owner;
+use crate::store::messages::MessageRow;
+use crate::store::models::{Conversation, Message};
+use crate::store::{self, Db, DbConn, StoreError};
+
+pub use super::message_writer::MessageWriter;
 
 /// Largest message body, as its JSON text (API.md §3).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -229,70 +236,236 @@ pub struct Posted {
 
 /// Stores a message from the actor: they need the `speak` right and a membership of the
 /// conversation, whose group (if any) is neither disbanded nor muted. The addressee is read from
-/// the conversation, never from the client.
+/// the conversation, never from the client. The message goes through the process's writer,
+/// which stores it with the others posted meanwhile in one transaction ([`store_batch`]); this
+/// answers once that transaction committed, or failed.
 pub async fn post(
-    conn: &mut DbConn,
+    writer: &MessageWriter,
     actor: &Actor,
     request: &SendRequest,
 ) -> Result<Posted, DomainError> {
     if !actor.has_right(right::SPEAK) {
         return Err(DomainError::rejected(NO_SPEAK_RIGHT));
     }
-    let member = membership(conn, actor.user_id, request.conversation_id)
-        .await?
-        .ensure_open_for_messages()?;
-    let to_id = match &member.kind {
-        MembershipKind::Chat { peer_id } => *peer_id,
-        MembershipKind::Group { group } => group.id,
-    };
-    if let Some(id) = &request.client_msg_id
-        && let Some(stored) =
-            store::messages::find_by_client_msg_id(conn, actor.user_id, id).await?
-    {
-        return already_stored(stored, request.conversation_id);
-    }
-    let body = request.body.to_string();
-    let conversation_id = request.conversation_id;
-    let from_id = actor.user_id;
-    let client_msg_id = request.client_msg_id.clone();
-    let inserted = conn
-        .transaction(|tx| {
-            Box::pin(async move {
-                let seq = store::messages::next_seq(tx, conversation_id).await?;
-                let now = crate::time::now();
-                store::messages::insert_message(
-                    tx,
-                    &NewMessage {
-                        conversation_id,
-                        seq,
-                        from_id,
-                        to_id,
-                        body: &body,
-                        client_msg_id: client_msg_id.as_deref(),
-                        created_at: now,
-                        updated_at: now,
-                    },
-                )
-                .await
-            })
+    writer
+        .store(NewPost {
+            from_id: actor.user_id,
+            conversation_id: request.conversation_id,
+            body: request.body.to_string(),
+            client_msg_id: request.client_msg_id.clone(),
         })
-        .await;
-    match (inserted, &request.client_msg_id) {
-        (Ok(message), _) => Ok(Posted {
-            message,
-            fresh: true,
-        }),
-        // A concurrent retry of the same send won the race: answer with its message.
-        (Err(StoreError::UniqueViolation(_)), Some(id)) => {
-            match store::messages::find_by_client_msg_id(conn, actor.user_id, id).await? {
-                Some(stored) => already_stored(stored, request.conversation_id),
-                None => Err(DomainError::Internal(
-                    "clientMsgId unique violation without a stored message".into(),
-                )),
+        .await
+}
+
+/// A message to store, from a sender whose `speak` right was checked.
+#[derive(Debug, Clone)]
+pub struct NewPost {
+    pub from_id: i32,
+    pub conversation_id: i32,
+    /// The body as JSON text.
+    pub body: String,
+    pub client_msg_id: Option<String>,
+}
+
+/// How many times a batch is tried when a unique `clientMsgId` refused it: another process
+/// stored the same send meanwhile, which the next try finds.
+const BATCH_TRIES: usize = 2;
+
+/// Stores a batch of posts in one transaction, each under the next sequence number of its
+/// conversation in the order given. Each post gets its own answer: refused (not a member, a
+/// disbanded or muted group, a `clientMsgId` of another conversation), found already stored (a
+/// retry, in an earlier batch or earlier in this one), or stored now. The outer error is the
+/// batch's: nothing of it was stored, and every post of it failed.
+pub async fn store_batch(
+    db: &Db,
+    posts: Arc<Vec<NewPost>>,
+) -> Result<Vec<Result<Posted, DomainError>>, DomainError> {
+    let mut conn = db.get().await?;
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let batch = posts.clone();
+        let stored = conn
+            .transaction(|tx| Box::pin(async move { store_in(tx, &batch).await }))
+            .await;
+        match stored {
+            Err(StoreError::UniqueViolation(_)) if tries < BATCH_TRIES => continue,
+            other => return Ok(other?),
+        }
+    }
+}
+
+/// The body of [`store_batch`]'s transaction: its queries are one per kind, not one per post.
+async fn store_in(
+    tx: &mut DbConn,
+    posts: &[NewPost],
+) -> Result<Vec<Result<Posted, DomainError>>, StoreError> {
+    let mut answers: Vec<Option<Result<Posted, DomainError>>> =
+        posts.iter().map(|_| None).collect();
+    // Who may post where, read in the transaction that writes: a member removed, or a group
+    // disbanded or muted, before it committed is refused here.
+    let conversation_ids = distinct(posts.iter().map(|post| post.conversation_id));
+    let owners: HashMap<i32, (Conversation, Owner)> =
+        store::conversations::owners_of(tx, &conversation_ids)
+            .await?
+            .into_iter()
+            .map(|(conversation, owner)| (conversation.id, (conversation, owner)))
+            .collect();
+    let group_ids = distinct(owners.values().filter_map(|(_, owner)| match owner {
+        Owner::Group(group) => Some(group.id),
+        Owner::Friendship(_) => None,
+    }));
+    let sender_ids = distinct(posts.iter().map(|post| post.from_id));
+    let group_members: HashSet<(i32, i32)> =
+        store::conversations::group_members(tx, &group_ids, &sender_ids)
+            .await?
+            .into_iter()
+            .collect();
+    let mut to_ids = vec![0; posts.len()];
+    for (i, post) in posts.iter().enumerate() {
+        let member = owners
+            .get(&post.conversation_id)
+            .filter(|(_, owner)| match owner {
+                Owner::Friendship(friend) => {
+                    friend.user_id == post.from_id || friend.friend_id == post.from_id
+                }
+                Owner::Group(group) => group_members.contains(&(group.id, post.from_id)),
+            })
+            .ok_or_else(|| DomainError::rejected(NOT_A_MEMBER))
+            .and_then(|(conversation, owner)| {
+                Membership::of_member(post.from_id, conversation.clone(), owner.clone())
+                    .ensure_open_for_messages()
+            });
+        match member {
+            Ok(member) => {
+                to_ids[i] = match &member.kind {
+                    MembershipKind::Chat { peer_id } => *peer_id,
+                    MembershipKind::Group { group } => group.id,
+                }
+            }
+            Err(refused) => answers[i] = Some(Err(refused)),
+        }
+    }
+
+    // Retries: a send stored by an earlier batch, or by an earlier post of this one.
+    let keyed: Vec<usize> = (0..posts.len())
+        .filter(|&i| answers[i].is_none() && posts[i].client_msg_id.is_some())
+        .collect();
+    let client_msg_ids = distinct(
+        keyed
+            .iter()
+            .filter_map(|&i| posts[i].client_msg_id.as_deref()),
+    );
+    let keyed_senders = distinct(keyed.iter().map(|&i| posts[i].from_id));
+    let earlier: HashMap<(i32, String), Message> =
+        store::messages::find_by_client_msg_ids(tx, &keyed_senders, &client_msg_ids)
+            .await?
+            .into_iter()
+            .filter_map(|message| {
+                let key = (message.from_id, message.client_msg_id.clone()?);
+                Some((key, message))
+            })
+            .collect();
+    let mut first_send: HashMap<(i32, &str), usize> = HashMap::new();
+    let mut repeats: Vec<(usize, usize)> = Vec::new();
+    for &i in &keyed {
+        let post = &posts[i];
+        let id = post.client_msg_id.as_deref().unwrap_or_default();
+        if let Some(stored) = earlier.get(&(post.from_id, id.to_owned())) {
+            answers[i] = Some(already_stored(stored.clone(), post.conversation_id));
+        } else if let Some(&first) = first_send.get(&(post.from_id, id)) {
+            repeats.push((i, first));
+        } else {
+            first_send.insert((post.from_id, id), i);
+        }
+    }
+    let repeated: HashSet<usize> = repeats.iter().map(|(i, _)| *i).collect();
+    let fresh: Vec<usize> = (0..posts.len())
+        .filter(|i| answers[*i].is_none() && !repeated.contains(i))
+        .collect();
+
+    if !fresh.is_empty() {
+        // Sequence numbers: each conversation's are taken at once, then handed out in order.
+        let mut counts: Vec<(i32, i64)> = Vec::new();
+        for &i in &fresh {
+            let id = posts[i].conversation_id;
+            match counts
+                .iter_mut()
+                .find(|(conversation, _)| *conversation == id)
+            {
+                Some((_, count)) => *count += 1,
+                None => counts.push((id, 1)),
             }
         }
-        (Err(error), _) => Err(error.into()),
+        let now = crate::time::now();
+        let last = store::messages::take_seqs(tx, &counts, now).await?;
+        let mut next = HashMap::with_capacity(counts.len());
+        for (id, count) in counts {
+            let last = last.get(&id).ok_or(StoreError::NotFound)?;
+            next.insert(id, last - count + 1);
+        }
+        let numbered: Vec<(usize, i64)> = fresh
+            .iter()
+            .map(|&i| {
+                let seq = next.entry(posts[i].conversation_id).or_default();
+                *seq += 1;
+                (i, *seq - 1)
+            })
+            .collect();
+        let rows: Vec<MessageRow> = numbered
+            .iter()
+            .map(|&(i, seq)| {
+                let post = &posts[i];
+                MessageRow {
+                    conversation_id: post.conversation_id,
+                    seq,
+                    from_id: post.from_id,
+                    to_id: to_ids[i],
+                    body: post.body.clone(),
+                    client_msg_id: post.client_msg_id.clone(),
+                }
+            })
+            .collect();
+        let mut inserted: HashMap<(i32, i64), Message> =
+            store::messages::insert_messages(tx, rows, now)
+                .await?
+                .into_iter()
+                .map(|message| ((message.conversation_id, message.seq), message))
+                .collect();
+        for (i, seq) in numbered {
+            let id = posts[i].conversation_id;
+            let message = inserted.remove(&(id, seq)).ok_or_else(|| {
+                StoreError::Query(format!("message {id}/{seq} not returned by its insert"))
+            })?;
+            answers[i] = Some(Ok(Posted {
+                message,
+                fresh: true,
+            }));
+        }
     }
+    for (i, first) in repeats {
+        let answer = match &answers[first] {
+            Some(Ok(posted)) => already_stored(posted.message.clone(), posts[i].conversation_id),
+            _ => Err(DomainError::Internal(
+                "a repeated send without its first".into(),
+            )),
+        };
+        answers[i] = Some(answer);
+    }
+    Ok(answers
+        .into_iter()
+        .map(|answer| {
+            answer.unwrap_or_else(|| Err(DomainError::Internal("post not answered".into())))
+        })
+        .collect())
+}
+
+/// The distinct values of `values`, sorted.
+fn distinct<T: Ord>(values: impl Iterator<Item = T>) -> Vec<T> {
+    let mut values: Vec<T> = values.collect();
+    values.sort_unstable();
+    values.dedup();
+    values
 }
 
 fn already_stored(stored: Message, conversation_id: i32) -> Result<Posted, DomainError> {

@@ -150,8 +150,7 @@ async fn post_message(
     }
     let posted = async {
         let request = SendRequest::from_json(&payload)?;
-        let mut conn = app.db.get().await?;
-        messaging::post(&mut conn, &actor, &request).await
+        messaging::post(&app.messages, &actor, &request).await
     }
     .await;
     let posted = match posted {

@@ -72,6 +72,57 @@ pub async fn find_for_member(
     })
 }
 
+/// Each of `conversation_ids` that exists, with its owner, whoever asks: the batch form of
+/// [`find_for_member`], whose caller checks the membership itself (the pair of a friendship, or
+/// [`group_members`] for a group).
+pub async fn owners_of(
+    conn: &mut DbConn,
+    conversation_ids: &[i32],
+) -> Result<Vec<(Conversation, Owner)>, StoreError> {
+    db_run!(conn: {
+        let chats: Vec<(Conversation, Friend)> = conversations::table
+            .inner_join(friends::table)
+            .filter(conversations::id.eq_any(conversation_ids))
+            .select((Conversation::as_select(), Friend::as_select()))
+            .load(conn)
+            .await?;
+        let groupchats: Vec<(Conversation, Group)> = conversations::table
+            .inner_join(groups::table)
+            .filter(conversations::id.eq_any(conversation_ids))
+            .select((Conversation::as_select(), Group::as_select()))
+            .load(conn)
+            .await?;
+        Ok(chats
+            .into_iter()
+            .map(|(conversation, friend)| (conversation, Owner::Friendship(friend)))
+            .chain(
+                groupchats
+                    .into_iter()
+                    .map(|(conversation, group)| (conversation, Owner::Group(group))),
+            )
+            .collect())
+    })
+}
+
+/// The `(group_id, user_id)` memberships among `group_ids` × `user_ids`.
+pub async fn group_members(
+    conn: &mut DbConn,
+    group_ids: &[i32],
+    user_ids: &[i32],
+) -> Result<Vec<(i32, i32)>, StoreError> {
+    if group_ids.is_empty() || user_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    db_run!(conn: {
+        Ok(user_groups::table
+            .filter(user_groups::group_id.eq_any(group_ids))
+            .filter(user_groups::user_id.eq_any(user_ids))
+            .select((user_groups::group_id, user_groups::user_id))
+            .load(conn)
+            .await?)
+    })
+}
+
 /// The active conversations of `user_id`'s friendships, with the friendship they belong to.
 pub async fn active_chats_of_user(
     conn: &mut DbConn,

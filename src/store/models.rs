@@ -224,7 +224,7 @@ pub struct NewApply<'a> {
 }
 
 /// A stored chat message (API.md §3 `message`, plus the additive `seq`).
-#[derive(Debug, Clone, Queryable, Selectable, Identifiable, Serialize)]
+#[derive(Debug, Clone, Queryable, QueryableByName, Selectable, Identifiable, Serialize)]
 #[diesel(table_name = messages)]
 #[serde(rename_all = "camelCase")]
 pub struct Message {
@@ -243,19 +243,6 @@ pub struct Message {
     #[serde(serialize_with = "crate::time::serialize")]
     pub created_at: NaiveDateTime,
     #[serde(serialize_with = "crate::time::serialize")]
-    pub updated_at: NaiveDateTime,
-}
-
-#[derive(Debug, Insertable)]
-#[diesel(table_name = messages)]
-pub struct NewMessage<'a> {
-    pub conversation_id: i32,
-    pub seq: i64,
-    pub from_id: i32,
-    pub to_id: i32,
-    pub body: &'a str,
-    pub client_msg_id: Option<&'a str>,
-    pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
 }
 

@@ -1,0 +1,94 @@
+//! The message writer: one task per process that stores posted messages by group commit. Posts
+//! queue while a batch commits; the next batch takes all of them (up to [`MAX_BATCH`]) into one
+//! transaction ([`messaging::store_batch`]). A post is answered only after its batch committed,
+//! so a message is acked and broadcast only once stored; when a batch fails, every post of it
+//! fails.
+//!
+//! One transaction per message spent most of its time on round trips and on the commit's flush;
+//! a batch pays those once for all its messages, and a queue that grows under load makes the
+//! batches larger rather than the wait longer.
+
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::DomainError;
+use super::messaging::{self, NewPost, Posted};
+use crate::store::Db;
+
+/// Most posts in one transaction: large enough to amortize a commit at any rate this process
+/// takes, small enough to stay well under either backend's bind-parameter limit.
+pub const MAX_BATCH: usize = 512;
+/// Posts waiting for the writer; beyond it senders wait for room, which slows them instead of
+/// letting the queue grow without bound.
+const QUEUE: usize = 8192;
+
+pub const WRITER_STOPPED: &str = "message writer stopped";
+
+/// A post and where its answer goes.
+struct Pending {
+    post: NewPost,
+    answer: oneshot::Sender<Result<Posted, DomainError>>,
+}
+
+/// The handle to the process's writer; the task ends when the last handle is dropped.
+#[derive(Clone)]
+pub struct MessageWriter {
+    queue: mpsc::Sender<Pending>,
+}
+
+impl MessageWriter {
+    /// Starts the writer on `db`. Call it from within the Tokio runtime.
+    pub fn start(db: Db) -> Self {
+        let (queue, posts) = mpsc::channel(QUEUE);
+        tokio::spawn(run(db, posts));
+        MessageWriter { queue }
+    }
+
+    /// Stores one post with whatever else is queued, and answers once its batch committed.
+    pub async fn store(&self, post: NewPost) -> Result<Posted, DomainError> {
+        let (answer, answered) = oneshot::channel();
+        self.queue
+            .send(Pending { post, answer })
+            .await
+            .map_err(|_| DomainError::Internal(WRITER_STOPPED.into()))?;
+        // A dropped answer means the batch's task panicked: nothing was committed for it.
+        answered
+            .await
+            .unwrap_or_else(|_| Err(DomainError::Internal(WRITER_STOPPED.into())))
+    }
+}
+
+async fn run(db: Db, mut queue: mpsc::Receiver<Pending>) {
+    let mut pending = Vec::with_capacity(MAX_BATCH);
+    while queue.recv_many(&mut pending, MAX_BATCH).await > 0 {
+        let batch = std::mem::replace(&mut pending, Vec::with_capacity(MAX_BATCH));
+        // A task per batch, so that a panic fails that batch's posts, not the writer.
+        if let Err(error) = tokio::spawn(commit(db.clone(), batch)).await {
+            tracing::error!(%error, "a batch of messages failed");
+        }
+    }
+}
+
+/// Stores one batch and answers each of its posts.
+async fn commit(db: Db, batch: Vec<Pending>) {
+    let (posts, answers): (Vec<NewPost>, Vec<_>) = batch
+        .into_iter()
+        .map(|pending| (pending.post, pending.answer))
+        .unzip();
+    let size = posts.len();
+    match messaging::store_batch(&db, Arc::new(posts)).await {
+        Ok(results) => {
+            for (answer, result) in answers.into_iter().zip(results) {
+                // The sender may have gone (socket closed): its message is stored all the same.
+                let _ = answer.send(result);
+            }
+        }
+        Err(error) => {
+            tracing::warn!(%error, size, "a batch of messages was not stored");
+            for answer in answers {
+                let _ = answer.send(Err(error.clone()));
+            }
+        }
+    }
+}
