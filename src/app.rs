@@ -34,6 +34,8 @@ pub struct App {
     pub presence: Arc<dyn crate::domain::presence::PresenceRegister>,
     /// Stores posted messages, many per transaction.
     pub messages: MessageWriter,
+    /// Users' rights, kept briefly: every request and event needs them.
+    pub rights: rbac::RightsCache,
 }
 
 /// What to do to the database before serving.
@@ -88,13 +90,15 @@ impl App {
             None => (None, MemorySessions::new(config.session_ttl())),
         };
         let messages = MessageWriter::start(db.clone());
+        let events = events::channel();
         Ok(Arc::new(App {
             config,
             messages,
+            rights: rbac::RightsCache::new(&events),
             db,
             sessions,
             redis,
-            events: events::channel(),
+            events,
             presence: Arc::new(crate::domain::presence::MemoryPresence::default()),
         }))
     }

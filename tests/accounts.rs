@@ -5,7 +5,8 @@ mod common;
 
 use common::{Backend, TestServer, assert_no_password, assert_refused, data, mask_times};
 use im_server::app::Startup;
-use im_server::domain::{accounts, seed};
+use im_server::domain::events::DomainEvent;
+use im_server::domain::{accounts, rbac, seed};
 use im_server::session::password;
 use im_server::store;
 use serde_json::{Value, json};
@@ -374,18 +375,34 @@ async fn legacy_hash_logs_in_and_is_rehashed(backend: Backend) {
 
 async fn losing_the_login_right_acts_on_the_next_request(backend: Backend) {
     let server = TestServer::start(backend).await;
-    let client = server.logged_in("member3").await;
-    let id = data(&client.get("/api/v1/currentUser").await)["id"]
-        .as_i64()
-        .unwrap() as i32;
     let mut conn = server.app.db.get().await.unwrap();
     let disabled = store::rbac::find_role_by_key(&mut conn, "disabled")
         .await
         .unwrap()
         .unwrap();
+    // Changed on this process, which announces it as the admin routes do: the very next request.
+    let client = server.logged_in("member3").await;
+    let id = data(&client.get("/api/v1/currentUser").await)["id"]
+        .as_i64()
+        .unwrap() as i32;
     store::rbac::set_user_roles(&mut conn, id, &[disabled.id])
         .await
         .unwrap();
+    let _ = server
+        .app
+        .events
+        .send(DomainEvent::AccessChanged { user_id: id });
+    assert_refused(&client.get("/api/v1/currentUser").await, "1", "请登录");
+    // Changed elsewhere (another process; here, behind the server's back): rights are kept for
+    // at most RIGHTS_TTL, so the change acts on the first request after that.
+    let client = server.logged_in("member4").await;
+    let id = data(&client.get("/api/v1/currentUser").await)["id"]
+        .as_i64()
+        .unwrap() as i32;
+    store::rbac::set_user_roles(&mut conn, id, &[disabled.id])
+        .await
+        .unwrap();
+    tokio::time::sleep(rbac::RIGHTS_TTL + std::time::Duration::from_millis(50)).await;
     assert_refused(&client.get("/api/v1/currentUser").await, "1", "请登录");
 }
 

@@ -28,8 +28,9 @@ pub use error::DomainError;
 pub struct Actor {
     pub user_id: i32,
     pub session_id: String,
-    /// `keyName`s of the rights the user holds right now, read fresh for this request.
-    pub rights: Vec<String>,
+    /// `keyName`s of the rights the user holds, as [`rbac::RightsCache`] knows them: changed on
+    /// this process, at once; on another, within [`rbac::RIGHTS_TTL`].
+    pub rights: std::sync::Arc<[String]>,
 }
 
 impl Actor {

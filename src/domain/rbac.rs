@@ -1,9 +1,17 @@
 //! Role-based access control: the rights and roles the system knows from its first start, and the
-//! checks that read them fresh, so a ban or a role change acts on the very next request.
+//! checks of every request and event: the session, read each time, and the user's rights, kept
+//! briefly in a cache that a ban or a role change on this process clears at once.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::broadcast;
 
 use crate::app::App;
-use crate::store::{self, DbConn};
+use crate::store::{self, Db, DbConn};
 
+use super::events::{DomainEvent, Events};
 use super::{Actor, DomainError};
 
 /// Rights by `keyName`.
@@ -155,12 +163,7 @@ pub async fn authenticate(app: &App, session_id: &str) -> Result<Actor, DomainEr
         .resolve(session_id)
         .await?
         .ok_or(DomainError::NotLoggedIn)?;
-    let mut conn = app.db.get().await?;
-    let rights: Vec<String> = store::rbac::rights_of_user(&mut conn, session.user_id)
-        .await?
-        .into_iter()
-        .map(|right| right.key_name)
-        .collect();
+    let rights = app.rights.of_user(&app.db, session.user_id).await?;
     let actor = Actor {
         user_id: session.user_id,
         session_id: session.id,
@@ -170,6 +173,104 @@ pub async fn authenticate(app: &App, session_id: &str) -> Result<Actor, DomainEr
         return Err(DomainError::NotLoggedIn);
     }
     Ok(actor)
+}
+
+/// How long a user's rights are kept without a look at the database. A change made on this
+/// process clears them at once (its `AccessChanged` event); this bounds how long a change made by
+/// another process, which this one does not hear of, takes to act.
+pub const RIGHTS_TTL: Duration = Duration::from_secs(1);
+/// Users kept before expired entries are swept out, so the cache stays as small as the set of
+/// users active within [`RIGHTS_TTL`].
+const SWEEP_ABOVE: usize = 4096;
+
+/// Each user's rights as last read, for [`RIGHTS_TTL`]. Every Socket.IO event and REST request
+/// needs them; reading them is three joined tables, far dearer than the event itself.
+pub struct RightsCache {
+    state: Mutex<CacheState>,
+}
+
+struct CacheState {
+    /// The domain's events, read before every look-up, so an `AccessChanged` sent before it
+    /// (the admin's request answered) is always seen.
+    changes: broadcast::Receiver<DomainEvent>,
+    /// Counts the changes seen: rights read from the database while one came in may predate it,
+    /// so they are not kept.
+    generation: u64,
+    users: HashMap<i32, (Instant, Arc<[String]>)>,
+}
+
+impl RightsCache {
+    pub fn new(events: &Events) -> Self {
+        RightsCache {
+            state: Mutex::new(CacheState {
+                changes: events.subscribe(),
+                generation: 0,
+                users: HashMap::new(),
+            }),
+        }
+    }
+
+    /// The `keyName`s of the rights `user_id` holds.
+    pub async fn of_user(&self, db: &Db, user_id: i32) -> Result<Arc<[String]>, DomainError> {
+        let generation = {
+            let mut state = self.lock();
+            state.catch_up();
+            match state.users.get(&user_id) {
+                Some((read, rights)) if read.elapsed() < RIGHTS_TTL => return Ok(rights.clone()),
+                _ => state.generation,
+            }
+        };
+        let read = Instant::now();
+        let mut conn = db.get().await?;
+        let rights: Arc<[String]> = store::rbac::rights_of_user(&mut conn, user_id)
+            .await?
+            .into_iter()
+            .map(|right| right.key_name)
+            .collect();
+        let mut state = self.lock();
+        state.catch_up();
+        if state.generation == generation {
+            if state.users.len() >= SWEEP_ABOVE {
+                state
+                    .users
+                    .retain(|_, (read, _)| read.elapsed() < RIGHTS_TTL);
+            }
+            state.users.insert(user_id, (read, rights.clone()));
+        }
+        Ok(rights)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, CacheState> {
+        // The state is a cache: whatever a panicking holder left is still safe to use.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl CacheState {
+    /// Forgets the rights of the users whose access changed since the last look.
+    fn catch_up(&mut self) {
+        loop {
+            match self.changes.try_recv() {
+                Ok(DomainEvent::AccessChanged { user_id }) => {
+                    self.users.remove(&user_id);
+                    self.generation += 1;
+                }
+                Ok(_) => {}
+                Err(broadcast::error::TryRecvError::Lagged(_)) => {
+                    // Some changes were missed: any entry may be stale.
+                    self.users.clear();
+                    self.generation += 1;
+                }
+                Err(
+                    broadcast::error::TryRecvError::Empty | broadcast::error::TryRecvError::Closed,
+                ) => {
+                    return;
+                }
+            }
+        }
+    }
 }
 
 /// Refuses an actor without the `admin` right.
