@@ -6,7 +6,7 @@
 #   bench/run.sh postgres chat --pairs 500 --rates 1000,5000,10000 --duration 10
 #
 # Everything after the backend goes to im-bench as it is (global options included).
-# Environment: BIN (default target/release), PORT (7001), BENCH_USERS (20000), GROUP_SIZE (100),
+# Environment: BIN (default $CARGO_TARGET_DIR/release, else target/release), PORT (7001), BENCH_USERS (20000), GROUP_SIZE (100),
 # PG_URL (postgres://postgres@127.0.0.1:5432), SERVER_LOG (where the server's log is kept),
 # SERVER_WRAP (a command the server runs under, e.g. "valgrind --tool=callgrind" for a profile).
 # Build first: cargo build --release --workspace
@@ -18,7 +18,7 @@ if [[ $# -lt 2 || ! $1 =~ ^(sqlite|postgres)$ ]]; then
 fi
 backend=$1
 shift
-bin=${BIN:-target/release}
+bin=${BIN:-${CARGO_TARGET_DIR:-target}/release}
 port=${PORT:-7001}
 for tool in im-server im-bench; do
     [[ -x $bin/$tool ]] || { echo "$bin/$tool missing: cargo build --release --workspace" >&2; exit 2; }

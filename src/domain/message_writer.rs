@@ -77,7 +77,10 @@ async fn commit(db: Db, batch: Vec<Pending>) {
         .map(|pending| (pending.post, pending.answer))
         .unzip();
     let size = posts.len();
-    match messaging::store_batch(&db, Arc::new(posts)).await {
+    let started = std::time::Instant::now();
+    let stored = messaging::store_batch(&db, Arc::new(posts)).await;
+    tracing::debug!(size, elapsed = ?started.elapsed(), ok = stored.is_ok(), "batch of messages");
+    match stored {
         Ok(results) => {
             for (answer, result) in answers.into_iter().zip(results) {
                 // The sender may have gone (socket closed): its message is stored all the same.
