@@ -43,7 +43,7 @@ async fn store_batch(
     server: &TestServer,
     posts: Vec<NewPost>,
 ) -> Result<Vec<Result<Posted, DomainError>>, DomainError> {
-    messaging::store_batch(&server.app.db, Arc::new(posts)).await
+    messaging::store_batch(&server.app.db, Arc::new(posts), None).await
 }
 
 async fn sql(server: &TestServer, sql: &str) {
@@ -345,7 +345,29 @@ async fn seq_increases_strictly_under_concurrent_senders(backend: Backend) {
     }
 }
 
+async fn seq_follows_the_order_of_sending(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    // One sender that does not wait for answers, as a socket streaming messages: they queue in
+    // order, spread over several batches (on PostgreSQL, batches that overlap), and must be
+    // numbered in that order.
+    let sends = (0..1500).map(|k| {
+        server
+            .app
+            .messages
+            .store(post(USER, CHAT_USER_MEMBER3, &format!("{k}"), None))
+    });
+    // Unconstrained: Tokio's cooperative budget would otherwise make the 129th send of this one
+    // task wait for a later turn, and queue it out of order (the test's doing, not the writer's).
+    let answers = tokio::task::unconstrained(futures_util::future::join_all(sends)).await;
+    let seqs: Vec<i64> = answers
+        .into_iter()
+        .map(|answer| answer.expect("stored").message.seq)
+        .collect();
+    assert_eq!(seqs, (1..=1500).collect::<Vec<i64>>());
+}
+
 on_both_backends!(
+    seq_follows_the_order_of_sending,
     a_failed_batch_fails_every_post_and_stores_none,
     the_writer_answers_only_what_was_stored,
     a_client_msg_id_retry_is_stored_once,

@@ -10,11 +10,12 @@
 
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::task::JoinHandle;
 
 use super::DomainError;
 use super::messaging::{self, NewPost, Posted};
-use crate::store::Db;
+use crate::store::{Backend, Db};
 
 /// Most posts in one transaction: large enough to amortize a commit at any rate this process
 /// takes, small enough to stay well under either backend's bind-parameter limit.
@@ -60,25 +61,56 @@ impl MessageWriter {
 }
 
 async fn run(db: Db, mut queue: mpsc::Receiver<Pending>) {
+    // On PostgreSQL the next batch starts while this one commits (the commit's flush is most of
+    // a batch's time): it starts only once this one wrote everything and holds its
+    // conversations' rows, so its own updates of them wait for this commit and number their
+    // messages after this batch's. At most two batches are in flight. SQLite has one writer at
+    // a time anyway, and a second BEGIN IMMEDIATE would only sleep in its busy handler.
+    let overlap = db.backend() == Backend::Postgres;
+    let mut previous: Option<JoinHandle<()>> = None;
     let mut pending = Vec::with_capacity(MAX_BATCH);
     while queue.recv_many(&mut pending, MAX_BATCH).await > 0 {
         let batch = std::mem::replace(&mut pending, Vec::with_capacity(MAX_BATCH));
+        let written = Arc::new(Notify::new());
         // A task per batch, so that a panic fails that batch's posts, not the writer.
-        if let Err(error) = tokio::spawn(commit(db.clone(), batch)).await {
-            tracing::error!(%error, "a batch of messages failed");
+        let mut current = tokio::spawn(commit(db.clone(), batch, overlap.then(|| written.clone())));
+        let running = if overlap {
+            tokio::select! {
+                () = written.notified() => Some(current),
+                joined = &mut current => {
+                    report(joined);
+                    None
+                }
+            }
+        } else {
+            report(current.await);
+            None
+        };
+        if let Some(before) = previous.take() {
+            report(before.await);
         }
+        previous = running;
+    }
+    if let Some(before) = previous {
+        report(before.await);
+    }
+}
+
+fn report(joined: Result<(), tokio::task::JoinError>) {
+    if let Err(error) = joined {
+        tracing::error!(%error, "a batch of messages failed");
     }
 }
 
 /// Stores one batch and answers each of its posts.
-async fn commit(db: Db, batch: Vec<Pending>) {
+async fn commit(db: Db, batch: Vec<Pending>, written: Option<Arc<Notify>>) {
     let (posts, answers): (Vec<NewPost>, Vec<_>) = batch
         .into_iter()
         .map(|pending| (pending.post, pending.answer))
         .unzip();
     let size = posts.len();
     let started = std::time::Instant::now();
-    let stored = messaging::store_batch(&db, Arc::new(posts)).await;
+    let stored = messaging::store_batch(&db, Arc::new(posts), written).await;
     tracing::debug!(size, elapsed = ?started.elapsed(), ok = stored.is_ok(), "batch of messages");
     match stored {
         Ok(results) => {

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 use serde_json::Value;
+use tokio::sync::Notify;
 
 use super::conversations::{Membership, MembershipKind, NOT_A_MEMBER, membership};
 use super::rbac::right;
@@ -276,17 +277,31 @@ const BATCH_TRIES: usize = 2;
 /// disbanded or muted group, a `clientMsgId` of another conversation), found already stored (a
 /// retry, in an earlier batch or earlier in this one), or stored now. The outer error is the
 /// batch's: nothing of it was stored, and every post of it failed.
+///
+/// `written`, if given, is notified once every statement but the commit succeeded: the batch
+/// then holds the row locks of its conversations, so a batch started after that numbers its
+/// messages after this one's (PostgreSQL makes its locks wait for this commit).
 pub async fn store_batch(
     db: &Db,
     posts: Arc<Vec<NewPost>>,
+    written: Option<Arc<Notify>>,
 ) -> Result<Vec<Result<Posted, DomainError>>, DomainError> {
     let mut conn = db.get().await?;
     let mut tries = 0;
     loop {
         tries += 1;
         let batch = posts.clone();
+        let written = written.clone();
         let stored = conn
-            .transaction(|tx| Box::pin(async move { store_in(tx, &batch).await }))
+            .transaction(|tx| {
+                Box::pin(async move {
+                    let answers = store_in(tx, &batch).await?;
+                    if let Some(written) = written {
+                        written.notify_one();
+                    }
+                    Ok(answers)
+                })
+            })
             .await;
         match stored {
             Err(StoreError::UniqueViolation(_)) if tries < BATCH_TRIES => continue,
