@@ -139,8 +139,10 @@ impl Process {
             // Several clusters may share the test machine's PostgreSQL and its 100 connections.
             .env("IM_DB_POOL", "6")
             .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
             .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .stdout(Stdio::null())
+            // The server logs to stdout; panics go to stderr.
+            .stdout(log.try_clone().expect("log file"))
             .stderr(log)
             .spawn()
             .expect("im-server starts");
@@ -179,6 +181,17 @@ impl Drop for Process {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            // The test failed: what the processes and nginx said is usually why.
+            for (n, process) in self.processes.iter().enumerate() {
+                let log = process.log();
+                let tail: Vec<&str> = log.lines().rev().take(40).collect();
+                eprintln!("--- process {n} ({}), last lines of its log:", process.base);
+                tail.iter().rev().for_each(|line| eprintln!("{line}"));
+            }
+            let nginx = std::fs::read_to_string(self.dir.path().join("nginx/error.log"));
+            eprintln!("--- nginx error log:\n{}", nginx.unwrap_or_default());
+        }
         let _ = self.nginx.kill();
         let _ = self.nginx.wait();
         for process in &mut self.processes {
@@ -341,7 +354,24 @@ pub struct PrivatePostgres {
     as_root: bool,
 }
 
-const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+/// The server binaries of the newest PostgreSQL installed the Debian way
+/// (`/usr/lib/postgresql/<version>/bin`).
+fn pg_bin() -> PathBuf {
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .expect("PostgreSQL server binaries under /usr/lib/postgresql (Debian package postgresql)")
+        .filter_map(Result::ok)
+        .filter_map(|entry| {
+            let version = entry.file_name().to_str()?.parse().ok()?;
+            let bin = entry.path().join("bin");
+            bin.join("initdb").exists().then_some((version, bin))
+        })
+        .collect();
+    versions.sort();
+    versions
+        .pop()
+        .map(|(_, bin)| bin)
+        .expect("initdb under /usr/lib/postgresql/<version>/bin")
+}
 
 impl PrivatePostgres {
     pub fn start() -> PrivatePostgres {
@@ -424,7 +454,7 @@ impl PrivatePostgres {
     }
 
     fn run(&self, program: &str, args: &[&str]) {
-        let path = format!("{PG_BIN}/{program}");
+        let path = pg_bin().join(program).display().to_string();
         let output = if self.as_root {
             Command::new("runuser")
                 .args(["-u", "postgres", "--", &path])
@@ -433,7 +463,7 @@ impl PrivatePostgres {
         } else {
             Command::new(&path).args(args).output()
         }
-        .unwrap_or_else(|e| panic!("{path} runs (PostgreSQL 15 server binaries): {e}"));
+        .unwrap_or_else(|e| panic!("{path} runs: {e}"));
         assert!(
             output.status.success(),
             "{program} {args:?} failed:\n{}\n{}",
@@ -446,7 +476,7 @@ impl PrivatePostgres {
 impl Drop for PrivatePostgres {
     fn drop(&mut self) {
         let data = self.data();
-        let path = format!("{PG_BIN}/pg_ctl");
+        let path = pg_bin().join("pg_ctl").display().to_string();
         let mut command = if self.as_root {
             let mut c = Command::new("runuser");
             c.args(["-u", "postgres", "--", &path]);

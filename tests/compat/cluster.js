@@ -43,7 +43,12 @@ async function rest(base, method, path, session, body) {
     method, headers, body: body === undefined ? undefined : JSON.stringify(body),
     signal: AbortSignal.timeout(TIMEOUT),
   });
-  return { status: response.status, reply: await response.json(), response };
+  const answer = await response.text();
+  try {
+    return { status: response.status, reply: JSON.parse(answer), response };
+  } catch {
+    throw new Error(`${method} ${base}${path}: HTTP ${response.status} ${answer.slice(0, 100)}`);
+  }
 }
 
 // Logs in on `base`; throws with the server's answer when refused.
@@ -556,7 +561,14 @@ async function traffic() {
       recoveredAt = Math.min(...everywhere.map((a) => Math.max(...members.map((m) => m.live.get(a.id).at))));
     }
   }
-  assert.ok(recoveredAt !== null, `service did not resume within 30 s: ${JSON.stringify(members.map((m) => ({ name: m.name, up: !!m.socket, error: m.lastError })))}`);
+  if (recoveredAt === null) {
+    const fresh = members.flatMap((m) => m.acked).filter((a) => a.at >= restoredAt);
+    const state = members.map((m) => ({
+      name: m.name, on: m.where(), up: !!m.socket, error: m.lastError,
+      heardLive: `${fresh.filter((a) => m.live.has(a.id)).length}/${fresh.length}`,
+    }));
+    assert.fail(`service did not resume within 30 s (no message acked after the restore reached every client live): ${JSON.stringify(state)}`);
+  }
 
   if (presence) {
     // Users only on the dead process go offline once its heartbeat expires; the others stay.
@@ -623,6 +635,10 @@ async function traffic() {
     for (const m of members.filter((m) => m.at === 0 || m.at === 1)) {
       assert.deepEqual(m.downs, [], `${m.name} on ${m.where()} stayed connected`);
       assert.deepEqual(ackedIds.filter((id) => !m.live.has(id)), [], `${m.name} heard every message live`);
+    }
+    // So did every client nginx had sent to a surviving process.
+    for (const m of members.filter((m) => m.downs.length === 0)) {
+      assert.deepEqual(ackedIds.filter((id) => !m.live.has(id)), [], `${m.name}, never dropped, heard every message live`);
     }
     // Clients of the dead process came back through nginx, with the same session.
     for (const m of members.filter((m) => m.at === 2)) {
