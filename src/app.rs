@@ -14,9 +14,11 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::config::{Config, redact_url};
+use crate::domain::presence::{MemoryPresence, PresenceRegister};
 use crate::domain::{events, rbac, seed};
 use crate::session::SessionStore;
 use crate::session::memory::MemorySessions;
+use crate::session::presence::RedisPresence;
 use crate::session::redis::RedisSessions;
 use crate::store::{self, Db};
 
@@ -29,8 +31,8 @@ pub struct App {
     pub redis: Option<ConnectionManager>,
     /// Changes the transports must act on (a ban drops the user's sockets).
     pub events: events::Events,
-    /// Which users have a connected socket (in memory; shared through Redis later).
-    pub presence: Arc<dyn crate::domain::presence::PresenceRegister>,
+    /// Which users have a connected socket: in memory, or in Redis for every process.
+    pub presence: Arc<dyn PresenceRegister>,
 }
 
 /// What to do to the database before serving.
@@ -73,36 +75,49 @@ impl App {
         }
         drop(conn);
         lock.release().await?;
-        let (redis, sessions): (_, Arc<dyn SessionStore>) = match &config.redis_url {
-            Some(url) => {
-                // Lazy: the server starts, and reports itself unready, while Redis is down.
-                let redis = crate::session::redis::connect(url)
-                    .with_context(|| format!("Redis URL {}", redact_url(url)))?;
-                let sessions =
-                    RedisSessions::new(redis.clone(), &config.redis_prefix, config.session_ttl());
-                (Some(redis), Arc::new(sessions))
-            }
-            None => (None, MemorySessions::new(config.session_ttl())),
-        };
+        let (redis, sessions, presence): (_, Arc<dyn SessionStore>, Arc<dyn PresenceRegister>) =
+            match &config.redis_url {
+                Some(url) => {
+                    // Lazy: the server starts, and reports itself unready, while Redis is down.
+                    let redis = crate::session::redis::connect(url)
+                        .with_context(|| format!("Redis URL {}", redact_url(url)))?;
+                    let sessions = RedisSessions::new(
+                        redis.clone(),
+                        &config.redis_prefix,
+                        config.session_ttl(),
+                    );
+                    let presence = RedisPresence::new(
+                        redis.clone(),
+                        &config.redis_prefix,
+                        config.presence_ttl(),
+                    );
+                    (Some(redis), Arc::new(sessions), Arc::new(presence))
+                }
+                None => (
+                    None,
+                    MemorySessions::new(config.session_ttl()),
+                    Arc::new(MemoryPresence::default()),
+                ),
+            };
         Ok(Arc::new(App {
             config,
             db,
             sessions,
             redis,
             events: events::channel(),
-            presence: Arc::new(crate::domain::presence::MemoryPresence::default()),
+            presence,
         }))
     }
 
-    /// The whole HTTP surface.
-    pub fn router(self: &Arc<Self>) -> Router {
+    /// The whole HTTP surface, Socket.IO included.
+    pub fn router(self: &Arc<Self>) -> anyhow::Result<Router> {
         let header = |name: &'static str, value: &'static str| {
             SetResponseHeaderLayer::if_not_present(
                 HeaderName::from_static(name),
                 HeaderValue::from_static(value),
             )
         };
-        Router::new()
+        let router = Router::new()
             .nest("/api/v1", crate::http::api_router())
             .merge(crate::http::health::router())
             .merge(crate::http::files::router(self))
@@ -113,9 +128,9 @@ impl App {
             .layer(header("x-content-type-options", "nosniff"))
             .layer(header("x-xss-protection", "1; mode=block"))
             .layer(header("x-download-options", "noopen"))
-            .layer(TraceLayer::new_for_http())
-            .layer(crate::realtime::layer(self))
-            .with_state(self.clone())
+            .layer(TraceLayer::new_for_http());
+        let router = crate::realtime::attach(router, self).context("starting Socket.IO")?;
+        Ok(router.with_state(self.clone()))
     }
 
     /// Serves on `listener` until `shutdown` resolves, then lets requests in flight finish.
@@ -124,7 +139,7 @@ impl App {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let router = self.router();
+        let router = self.router()?;
         tracing::info!(addr = %listener.local_addr()?, "serving");
         axum::serve(listener, router)
             .with_graceful_shutdown(shutdown)

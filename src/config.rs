@@ -37,6 +37,11 @@ pub struct Config {
     #[arg(long, env = "IM_REDIS_PREFIX", default_value = "im:", global = true)]
     pub redis_prefix: String,
 
+    /// Seconds after which a process that stopped beating (it crashed, or lost Redis) no longer
+    /// counts its users online; it beats every third of this. Only with `REDIS_URL`.
+    #[arg(long, env = "IM_PRESENCE_TTL", default_value_t = 30, global = true)]
+    pub presence_ttl_secs: u64,
+
     /// Folder of uploaded files (under `upload/`), served at `/public/`.
     #[arg(
         long,
@@ -147,6 +152,10 @@ impl Config {
         Duration::from_secs(self.session_ttl_secs)
     }
 
+    pub fn presence_ttl(&self) -> Duration {
+        Duration::from_secs(self.presence_ttl_secs)
+    }
+
     /// Checks what clap cannot: values that parse but make no sense together.
     pub fn validate(&self) -> Result<(), String> {
         crate::store::Backend::of_url(&self.database_url).map_err(|e| e.to_string())?;
@@ -155,6 +164,9 @@ impl Config {
         }
         if self.session_ttl_secs < 60 {
             return Err("IM_SESSION_TTL must be at least 60 seconds".into());
+        }
+        if self.presence_ttl_secs < 3 {
+            return Err("IM_PRESENCE_TTL must be at least 3 seconds".into());
         }
         if self.cookie_name.is_empty()
             || !self
@@ -198,6 +210,7 @@ impl fmt::Debug for Config {
             .field("db_pool", &self.db_pool)
             .field("redis_url", &self.redis_url.as_deref().map(redact_url))
             .field("redis_prefix", &self.redis_prefix)
+            .field("presence_ttl_secs", &self.presence_ttl_secs)
             .field("public_dir", &self.public_dir)
             .field("upload_max", &self.upload_max)
             .field("timezone", &self.timezone)

@@ -88,7 +88,8 @@ async fn a_session_made_on_one_process_works_on_another(backend: Backend) {
             .query_async(&mut redis)
             .await
             .unwrap();
-        if kind == "string" {
+        // Strings are sessions; presence keeps its own keys (`presence:`), with their own TTL.
+        if kind == "string" && key.starts_with(&format!("{prefix}sess:")) {
             let value: String = redis::cmd("GET")
                 .arg(key)
                 .query_async(&mut redis)
@@ -168,4 +169,110 @@ async fn redis_down_fails_fast_and_readiness_says_so() {
         .await
         .unwrap();
     assert_eq!(health.status(), 200);
+}
+
+/// Presence in Redis, with two registers as two processes: a user is online while a socket of
+/// theirs is on a live process, and goes offline when that process stops beating.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_spans_processes_and_ends_with_a_dead_one() {
+    use im_server::domain::presence::PresenceRegister;
+    use im_server::session::presence::RedisPresence;
+
+    let Some(redis) = redis_url() else { return };
+    let prefix = unique_prefix();
+    let manager = || {
+        let url = redis.clone();
+        async move {
+            redis::aio::ConnectionManager::new(redis::Client::open(url).unwrap())
+                .await
+                .unwrap()
+        }
+    };
+    let ttl = Duration::from_secs(1);
+    let first = RedisPresence::new(manager().await, &prefix, ttl);
+    let second = RedisPresence::new(manager().await, &prefix, ttl);
+    assert!(
+        first.heartbeat().await.unwrap().resync,
+        "a new process has nothing recorded yet"
+    );
+    second.heartbeat().await.unwrap();
+
+    assert!(
+        first.connected(5, "a").await.unwrap(),
+        "first socket: came online"
+    );
+    assert!(
+        !second.connected(5, "b").await.unwrap(),
+        "second socket, other process"
+    );
+    assert!(second.connected(6, "c").await.unwrap());
+    let online = first.online_among(&[5, 6, 7]).await.unwrap();
+    assert_eq!(online, [5, 6].into_iter().collect());
+    assert!(
+        !first.disconnected(5, "a").await.unwrap(),
+        "still on the other process"
+    );
+    assert!(
+        !first.disconnected(5, "a").await.unwrap(),
+        "forgetting twice changes nothing"
+    );
+    assert_eq!(second.online_among(&[5]).await.unwrap().len(), 1);
+
+    // The second process dies: it beats no more. Once its key expired, the first process's
+    // next beat reports its users offline, once.
+    first.connected(6, "d").await.unwrap();
+    let mut went_offline = Vec::new();
+    for _ in 0..8 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let beat = first.heartbeat().await.unwrap();
+        assert!(!beat.resync, "the first process kept beating: {beat:?}");
+        went_offline.extend(beat.went_offline);
+    }
+    assert_eq!(
+        went_offline,
+        vec![5],
+        "6 still has a socket on the first process"
+    );
+    assert_eq!(
+        first.online_among(&[5, 6]).await.unwrap(),
+        [6].into_iter().collect()
+    );
+    assert_eq!(
+        first.heartbeat().await.unwrap().went_offline,
+        Vec::<i32>::new()
+    );
+
+    // Redis forgets everything (a restart): the next beat says so, for sockets to be recorded again.
+    let mut conn = manager().await;
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}presence:*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(!keys.is_empty());
+    let _: () = redis::cmd("DEL")
+        .arg(&keys)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(first.heartbeat().await.unwrap().resync);
+    first
+        .resync(&[(6, "d".into()), (9, "e".into())])
+        .await
+        .unwrap();
+    assert_eq!(
+        second.online_among(&[5, 6, 9]).await.unwrap(),
+        [6, 9].into_iter().collect()
+    );
+    // A resync replaces: the sockets not listed are gone.
+    first.resync(&[(9, "e".into())]).await.unwrap();
+    assert_eq!(
+        second.online_among(&[6, 9]).await.unwrap(),
+        [9].into_iter().collect()
+    );
+    assert!(!first.disconnected(6, "d").await.unwrap(), "already gone");
+    assert!(
+        first.disconnected(9, "e").await.unwrap(),
+        "the last socket of 9"
+    );
 }

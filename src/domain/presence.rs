@@ -1,6 +1,6 @@
-//! Presence: a user is online while any of their sockets is connected, and their friends are told
-//! when that changes. The register of sockets is a trait so that several processes can later
-//! share one (Redis); this process's memory is the implementation for one process.
+//! Presence: a user is online while any of their sockets, on any process, is connected, and their
+//! friends are told when that changes. The register of sockets is a trait: this process's memory
+//! for one process, Redis (`session::presence`) for several.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
@@ -20,6 +20,27 @@ pub trait PresenceRegister: Send + Sync + 'static {
     async fn disconnected(&self, user_id: i32, socket_id: &str) -> Result<bool, DomainError>;
     /// Those of `user_ids` with at least one socket.
     async fn online_among(&self, user_ids: &[i32]) -> Result<HashSet<i32>, DomainError>;
+    /// Called every third of the presence TTL: keeps this process's sockets counted and forgets
+    /// those of processes that stopped beating. A register in this process's memory has nothing
+    /// to do.
+    async fn heartbeat(&self) -> Result<Heartbeat, DomainError> {
+        Ok(Heartbeat::default())
+    }
+    /// Makes `sockets` (user, socket) the whole of this process's record, after a heartbeat
+    /// asked for it.
+    async fn resync(&self, _sockets: &[(i32, String)]) -> Result<(), DomainError> {
+        Ok(())
+    }
+}
+
+/// What a heartbeat found.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Heartbeat {
+    /// This process's record of sockets is not to be trusted (Redis lost it, this process was
+    /// taken for dead, or a change could not be written): it must be written again whole.
+    pub resync: bool,
+    /// Users who had sockets only on processes that stopped: they are offline now.
+    pub went_offline: Vec<i32>,
 }
 
 /// The register of one process.
@@ -107,6 +128,23 @@ pub async fn socket_disconnected(
         return Ok(None);
     }
     change(app, user_id, false).await.map(Some)
+}
+
+/// Beats for this process; the users who went offline with a stopped process, and whether this
+/// process's sockets must be recorded again (with `resync`).
+pub async fn heartbeat(app: &App) -> Result<(bool, Vec<PresenceChange>), DomainError> {
+    let beat = app.presence.heartbeat().await?;
+    let mut changes = Vec::with_capacity(beat.went_offline.len());
+    for user_id in beat.went_offline {
+        changes.push(change(app, user_id, false).await?);
+    }
+    Ok((beat.resync, changes))
+}
+
+/// Writes again the whole record of this process's sockets, `(user, socket)`. Nobody is told:
+/// to their friends these users never went away.
+pub async fn resync(app: &App, sockets: &[(i32, String)]) -> Result<(), DomainError> {
+    app.presence.resync(sockets).await
 }
 
 async fn change(app: &App, user_id: i32, online: bool) -> Result<PresenceChange, DomainError> {

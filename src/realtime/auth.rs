@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use axum::extract::Query;
 use serde::Deserialize;
+use socketioxide::adapter::Adapter;
 use socketioxide::extract::SocketRef;
 
 use crate::app::App;
@@ -37,10 +38,10 @@ pub enum Refusal {
 }
 
 /// Lets the socket in when its handshake carries a live session whose user may log in; the
-/// socket then joins its user's room. The `userId` query is only checked against the session.
-pub async fn authenticate(
+/// socket then joins its user's room and its session's. The `userId` query is only checked against the session.
+pub async fn authenticate<A: Adapter>(
     app: &Arc<App>,
-    socket: &SocketRef,
+    socket: &SocketRef<A>,
     auth: Option<HandshakeAuth>,
 ) -> Result<Identity, Refusal> {
     let parts = socket.req_parts();
@@ -70,7 +71,10 @@ pub async fn authenticate(
         session_id: actor.session_id,
     };
     socket.extensions.insert(identity.clone());
-    socket.join(super::user_room(actor.user_id));
+    socket.join([
+        super::user_room(actor.user_id),
+        super::session_room(&identity.session_id),
+    ]);
     Ok(identity)
 }
 
@@ -88,7 +92,10 @@ fn cookie(app: &App, parts: &axum::http::request::Parts) -> Option<String> {
 
 /// The socket's user as of now: their session must still live and they must still hold `login`;
 /// their rights are read fresh, so a role change acts on the next event.
-pub async fn current_actor(app: &App, socket: &SocketRef) -> Result<Actor, DomainError> {
+pub async fn current_actor<A: Adapter>(
+    app: &App,
+    socket: &SocketRef<A>,
+) -> Result<Actor, DomainError> {
     let identity = socket
         .extensions
         .get::<Identity>()

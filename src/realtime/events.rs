@@ -5,6 +5,7 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde_json::Value;
 use socketioxide::SocketIo;
+use socketioxide::adapter::Adapter;
 use socketioxide::extract::{SocketRef, TryData};
 
 use super::auth::{Identity, current_actor};
@@ -52,7 +53,7 @@ fn raw_json<S: serde::Serializer>(text: &&str, serializer: S) -> Result<S::Ok, S
 }
 
 /// A socket just let in (its listeners are already set up): record its presence.
-pub async fn on_connect(app: Arc<App>, socket: SocketRef) {
+pub async fn on_connect<A: Adapter>(app: Arc<App>, socket: SocketRef<A>) {
     match socket.extensions.get::<Identity>() {
         Some(identity) => super::presence::connected(&app, &socket, &identity).await,
         // Cannot happen: the connect check stores the identity before letting a socket in.
@@ -63,10 +64,15 @@ pub async fn on_connect(app: Arc<App>, socket: SocketRef) {
 }
 
 /// Listens to the events of a socket whose session was just checked.
-pub fn listen(app: &Arc<App>, robot: &Arc<Robot>, socket: &SocketRef, identity: &Identity) {
+pub fn listen<A: Adapter>(
+    app: &Arc<App>,
+    robot: &Arc<Robot>,
+    socket: &SocketRef<A>,
+    identity: &Identity,
+) {
     socket.on(JOIN, {
         let app = app.clone();
-        move |socket: SocketRef, TryData(payload): TryData<Value>, reply: Reply| {
+        move |socket: SocketRef<A>, TryData(payload): TryData<Value>, reply: Reply<A>| {
             let app = app.clone();
             async move { join_conversation(&app, socket, payload.ok(), reply).await }
         }
@@ -74,7 +80,10 @@ pub fn listen(app: &Arc<App>, robot: &Arc<Robot>, socket: &SocketRef, identity: 
     socket.on(NEW_MESSAGE, {
         let app = app.clone();
         let robot = robot.clone();
-        move |socket: SocketRef, io: SocketIo, TryData(payload): TryData<Value>, reply: Reply| {
+        move |socket: SocketRef<A>,
+              io: SocketIo<A>,
+              TryData(payload): TryData<Value>,
+              reply: Reply<A>| {
             let app = app.clone();
             let robot = robot.clone();
             async move { post_message(app, robot, socket, io, payload.ok(), reply).await }
@@ -82,7 +91,7 @@ pub fn listen(app: &Arc<App>, robot: &Arc<Robot>, socket: &SocketRef, identity: 
     });
     socket.on(GET_MESSAGES, {
         let app = app.clone();
-        move |socket: SocketRef, TryData(payload): TryData<Value>, reply: Reply| {
+        move |socket: SocketRef<A>, TryData(payload): TryData<Value>, reply: Reply<A>| {
             let app = app.clone();
             async move { get_messages(&app, socket, payload.ok(), reply).await }
         }
@@ -90,7 +99,7 @@ pub fn listen(app: &Arc<App>, robot: &Arc<Robot>, socket: &SocketRef, identity: 
     socket.on_disconnect({
         let app = app.clone();
         let identity = identity.clone();
-        move |socket: SocketRef| {
+        move |socket: SocketRef<A>| {
             let app = app.clone();
             let identity = identity.clone();
             async move { super::presence::disconnected(&app, &socket, &identity).await }
@@ -103,7 +112,12 @@ fn payload(payload: Option<Value>) -> Result<Value, DomainError> {
     payload.ok_or_else(|| DomainError::invalid(messaging::NOT_AN_OBJECT))
 }
 
-async fn join_conversation(app: &App, socket: SocketRef, payload: Option<Value>, reply: Reply) {
+async fn join_conversation<A: Adapter>(
+    app: &App,
+    socket: SocketRef<A>,
+    payload: Option<Value>,
+    reply: Reply<A>,
+) {
     let joined = async {
         let actor = current_actor(app, &socket).await?;
         let payload = self::payload(payload)?;
@@ -129,13 +143,13 @@ async fn join_conversation(app: &App, socket: SocketRef, payload: Option<Value>,
     }
 }
 
-async fn post_message(
+async fn post_message<A: Adapter>(
     app: Arc<App>,
     robot: Arc<Robot>,
-    socket: SocketRef,
-    io: SocketIo,
+    socket: SocketRef<A>,
+    io: SocketIo<A>,
     payload: Option<Value>,
-    reply: Reply,
+    reply: Reply<A>,
 ) {
     let actor = match current_actor(&app, &socket).await {
         Ok(actor) => actor,
@@ -178,7 +192,12 @@ async fn post_message(
     }
 }
 
-async fn get_messages(app: &App, socket: SocketRef, payload: Option<Value>, reply: Reply) {
+async fn get_messages<A: Adapter>(
+    app: &App,
+    socket: SocketRef<A>,
+    payload: Option<Value>,
+    reply: Reply<A>,
+) {
     let history = async {
         let actor = current_actor(app, &socket).await?;
         let payload = self::payload(payload)?;

@@ -6,18 +6,22 @@
 mod auth;
 mod events;
 mod presence;
+mod pubsub;
 mod robot;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Router;
 use serde_json::{Value, json};
-use socketioxide::adapter::LocalAdapter;
+use sha2::{Digest, Sha256};
+use socketioxide::adapter::{Adapter, Emitter};
 use socketioxide::extract::{AckSender, SocketRef, TryData};
 use socketioxide::handler::{ConnectHandler, FromMessageParts};
-use socketioxide::layer::SocketIoLayer;
 use socketioxide::socket::Socket;
-use socketioxide::{ParserConfig, SocketIo};
+use socketioxide::{ParserConfig, SocketIo, SocketIoBuilder};
+use socketioxide_core::adapter::DefinedAdapter;
+use socketioxide_redis::{CustomRedisAdapter, RedisAdapterConfig, RedisAdapterCtr};
 
 use crate::app::App;
 use crate::domain::DomainError;
@@ -51,14 +55,66 @@ pub const GET_MESSAGES: &str = "/v1/im/get-messages";
 pub const ERROR: &str = "/v1/im/error";
 pub const ONLINE: &str = "/v1/im/online";
 
-/// Builds the Socket.IO layer for `/socket.io/`, registers the namespace and starts watching
-/// access changes (bans drop sockets). Call it from within the Tokio runtime.
-pub fn layer(app: &Arc<App>) -> SocketIoLayer {
+/// The adapter of several processes: rooms, broadcasts and disconnects carried over Redis.
+type RedisAdapter = CustomRedisAdapter<Emitter, pubsub::PubSub>;
+
+/// How long a request to the other processes waits for their answers.
+const ADAPTER_REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+/// Broadcasts from other processes queued for this one before further ones are dropped (and
+/// logged): room for bursts of a busy group.
+const ADAPTER_STREAM_BUFFER: usize = 4096;
+/// How long to wait before trying again to register the namespace when Redis is down at start.
+const REGISTER_RETRY: Duration = Duration::from_secs(1);
+
+/// Adds Socket.IO at `/socket.io/` to `router`: on this process alone, or, with `REDIS_URL`, on
+/// socketioxide-redis so that rooms span every process. Starts the tasks that follow access
+/// changes (bans drop sockets) and keep presence alive. Call it from within the Tokio runtime.
+pub fn attach(router: Router<Arc<App>>, app: &Arc<App>) -> anyhow::Result<Router<Arc<App>>> {
+    let builder = configured();
+    let Some(url) = &app.config.redis_url else {
+        let (layer, io) = builder.build_layer();
+        register(&io, app);
+        start_watchers(io, app);
+        return Ok(router.layer(layer));
+    };
+    let pubsub = pubsub::PubSub::connect(url)?;
+    pubsub.watch();
+    let adapter = RedisAdapterCtr::new_with_driver(
+        pubsub,
+        RedisAdapterConfig::new()
+            .with_prefix(format!("{}socket.io", app.config.redis_prefix))
+            .with_request_timeout(ADAPTER_REQUEST_TIMEOUT)
+            .with_stream_buffer(ADAPTER_STREAM_BUFFER),
+    );
+    let (layer, io) = builder.with_adapter::<RedisAdapter>(adapter).build_layer();
+    // The namespace exists once its Redis channels are subscribed. Until then (Redis down at
+    // start) the server serves REST, reports itself unready and refuses sockets.
+    tokio::spawn({
+        let app = app.clone();
+        async move {
+            loop {
+                match register(&io, &app).await {
+                    Ok(()) => break,
+                    Err(error) => {
+                        tracing::warn!(%error, "Socket.IO namespace not registered: Redis unreachable; retrying");
+                        tokio::time::sleep(REGISTER_RETRY).await;
+                    }
+                }
+            }
+            tracing::info!("Socket.IO namespace registered on the Redis adapter");
+            start_watchers(io, &app);
+        }
+    });
+    Ok(router.layer(layer))
+}
+
+/// Socket.IO with the limits above.
+fn configured() -> SocketIoBuilder {
     let parser = ParserConfig::common()
         .max_incoming_binaries(MAX_BINARY_ATTACHMENTS)
         .max_incoming_binary_buf_size(MAX_BINARY_BUFFER)
         .packet_completion_timeout(PACKET_COMPLETION);
-    let (layer, io) = SocketIo::builder()
+    SocketIo::builder()
         .req_path("/socket.io")
         .ping_interval(PING_INTERVAL)
         .ping_timeout(PING_TIMEOUT)
@@ -69,18 +125,19 @@ pub fn layer(app: &Arc<App>) -> SocketIoLayer {
         .ws_max_frame_size(MAX_PACKET_BYTES)
         .max_buffer_size(MAX_BUFFERED_PACKETS)
         .with_parser(parser)
-        .build_layer();
-    register(&io, app);
+}
+
+fn start_watchers<A: Adapter>(io: SocketIo<A>, app: &Arc<App>) {
+    presence::keep_alive(io.clone(), Arc::downgrade(app));
     presence::watch_access(io, Arc::downgrade(app));
-    layer
 }
 
 /// The namespace `/`: a connection is let in only with a valid session (cookie or token).
-fn register(io: &SocketIo, app: &Arc<App>) {
+fn register<A: Adapter + DefinedAdapter>(io: &SocketIo<A>, app: &Arc<App>) -> A::InitRes {
     let robot = Arc::new(Robot::new(&app.config.robot));
     let connected = {
         let app = app.clone();
-        move |socket: SocketRef| {
+        move |socket: SocketRef<A>| {
             let app = app.clone();
             async move { events::on_connect(app, socket).await }
         }
@@ -89,7 +146,7 @@ fn register(io: &SocketIo, app: &Arc<App>) {
     // emit the moment it sees that packet, and the connect handler above only runs after it.
     let check = {
         let app = app.clone();
-        move |socket: SocketRef, TryData(auth): TryData<auth::HandshakeAuth>| {
+        move |socket: SocketRef<A>, TryData(auth): TryData<auth::HandshakeAuth>| {
             let app = app.clone();
             let robot = robot.clone();
             async move {
@@ -99,21 +156,21 @@ fn register(io: &SocketIo, app: &Arc<App>) {
             }
         }
     };
-    io.ns("/", connected.with(check));
+    io.ns("/", connected.with(check))
 }
 
 /// The way back to the client for one event: its ack if it asked for one, else `/v1/im/error`
 /// for a failure (and nothing for a success nobody waits for).
-pub struct Reply {
-    ack: AckSender,
+pub struct Reply<A: Adapter> {
+    ack: AckSender<A>,
     asked: bool,
 }
 
-impl FromMessageParts<LocalAdapter> for Reply {
+impl<A: Adapter> FromMessageParts<A> for Reply<A> {
     type Error = std::convert::Infallible;
 
     fn from_message_parts(
-        socket: &Arc<Socket>,
+        socket: &Arc<Socket<A>>,
         value: &mut socketioxide::handler::Value,
         ack_id: &Option<i64>,
     ) -> Result<Self, Self::Error> {
@@ -125,7 +182,7 @@ impl FromMessageParts<LocalAdapter> for Reply {
     }
 }
 
-impl Reply {
+impl<A: Adapter> Reply<A> {
     pub fn asked(&self) -> bool {
         self.asked
     }
@@ -138,7 +195,7 @@ impl Reply {
     }
 
     /// Tells the client why `event` failed.
-    pub fn fail(self, socket: &SocketRef, event: &str, error: &DomainError) {
+    pub fn fail(self, socket: &SocketRef<A>, event: &str, error: &DomainError) {
         let payload = error_payload(event, error);
         let sent = if self.asked {
             self.ack.send(&payload).map_err(|e| e.to_string())
@@ -179,6 +236,13 @@ fn error_payload(event: &str, error: &DomainError) -> Value {
 /// The room of every socket of one user (all their devices).
 pub fn user_room(user_id: i32) -> String {
     format!("user:{user_id}")
+}
+
+/// The room of every socket opened with one session, so that logging out drops them all. Named
+/// by a digest: room names travel through Redis, and a session id opens the session.
+pub fn session_room(session_id: &str) -> String {
+    let digest = Sha256::digest(session_id.as_bytes());
+    format!("session:{}", hex::encode(&digest[..16]))
 }
 
 /// The room of a conversation, named as the original named it: the id itself.

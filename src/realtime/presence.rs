@@ -1,24 +1,27 @@
 //! Presence over Socket.IO: friends hear `/v1/im/online` when a user's first socket connects or
-//! last one leaves; a user who loses the `login` right loses every socket at once.
+//! last one leaves, or when the process holding their sockets dies; a user who loses the `login`
+//! right loses every socket at once, on every process.
 
 use std::sync::{Arc, Weak};
 
 use serde_json::json;
 use socketioxide::SocketIo;
+use socketioxide::adapter::Adapter;
 use socketioxide::extract::SocketRef;
+use socketioxide::operators::BroadcastOperators;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::auth::Identity;
-use super::{ONLINE, user_room};
+use super::{ONLINE, session_room, user_room};
 use crate::app::App;
 use crate::domain::events::DomainEvent;
 use crate::domain::presence::{self, PresenceChange};
 use crate::domain::rbac::right;
 use crate::store;
 
-pub async fn connected(app: &App, socket: &SocketRef, identity: &Identity) {
+pub async fn connected<A: Adapter>(app: &App, socket: &SocketRef<A>, identity: &Identity) {
     let change = presence::socket_connected(app, identity.user_id, &socket.id.to_string()).await;
-    announce(socket, change).await;
+    announce(socket.broadcast(), change).await;
     if !socket.connected() {
         // It left while it was being recorded, and its disconnect handler found nothing to
         // forget: forget it now, or the user would stay online for ever.
@@ -26,20 +29,21 @@ pub async fn connected(app: &App, socket: &SocketRef, identity: &Identity) {
     }
 }
 
-pub async fn disconnected(app: &App, socket: &SocketRef, identity: &Identity) {
+pub async fn disconnected<A: Adapter>(app: &App, socket: &SocketRef<A>, identity: &Identity) {
     let change = presence::socket_disconnected(app, identity.user_id, &socket.id.to_string()).await;
-    announce(socket, change).await;
+    announce(socket.broadcast(), change).await;
 }
 
-async fn announce(
-    socket: &SocketRef,
+/// Tells the user's friends, wherever they are connected, through `to`.
+async fn announce<A: Adapter>(
+    to: BroadcastOperators<A>,
     change: Result<Option<PresenceChange>, crate::domain::DomainError>,
 ) {
     let change = match change {
         Ok(Some(change)) => change,
         Ok(None) => return,
         Err(error) => {
-            tracing::warn!(%error, "presence not updated");
+            tracing::warn!(?error, "presence not updated");
             return;
         }
     };
@@ -48,15 +52,63 @@ async fn announce(
     }
     let rooms: Vec<String> = change.tell.iter().map(|id| user_room(*id)).collect();
     let payload = json!({ "userId": change.user_id, "online": change.online });
-    if let Err(error) = socket.broadcast().to(rooms).emit(ONLINE, &payload).await {
+    if let Err(error) = to.to(rooms).emit(ONLINE, &payload).await {
         tracing::warn!(%error, "presence not announced");
     }
 }
 
+/// Beats for this process's sockets for as long as the app lives (only with Redis does a beat do
+/// anything): friends of users whose process died are told they went offline, and this
+/// process's sockets are recorded again when Redis forgot them (it restarted empty) or missed a
+/// change (it was unreachable when a socket left).
+pub fn keep_alive<A: Adapter>(io: SocketIo<A>, app: Weak<App>) {
+    let Some(period) = app.upgrade().map(|app| app.config.presence_ttl() / 3) else {
+        return;
+    };
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(period);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            let Some(app) = app.upgrade() else { return };
+            let (resync, changes) = match presence::heartbeat(&app).await {
+                Ok(beat) => beat,
+                Err(error) => {
+                    tracing::warn!(?error, "presence heartbeat failed");
+                    continue;
+                }
+            };
+            for change in changes {
+                announce(io.broadcast(), Ok(Some(change))).await;
+            }
+            if resync {
+                let sockets: Vec<(i32, String)> = io
+                    .sockets()
+                    .iter()
+                    .filter_map(|socket| {
+                        let identity = socket.extensions.get::<Identity>()?;
+                        Some((identity.user_id, socket.id.to_string()))
+                    })
+                    .collect();
+                match presence::resync(&app, &sockets).await {
+                    Ok(()) => tracing::info!(
+                        sockets = sockets.len(),
+                        "presence of this process's sockets written again"
+                    ),
+                    Err(error) => tracing::warn!(
+                        ?error,
+                        "presence not written; trying again at the next beat"
+                    ),
+                }
+            }
+        }
+    });
+}
+
 /// Follows the domain's access changes for as long as the app lives: a user who no longer holds
 /// `login` (banned, deleted, role taken away) is disconnected on every socket, and a session
-/// that logged out takes its sockets with it.
-pub fn watch_access(io: SocketIo, app: Weak<App>) {
+/// that logged out takes its sockets with it, on every process.
+pub fn watch_access<A: Adapter>(io: SocketIo<A>, app: Weak<App>) {
     let Some(mut events) = app.upgrade().map(|app| app.events.subscribe()) else {
         return;
     };
@@ -68,7 +120,9 @@ pub fn watch_access(io: SocketIo, app: Weak<App>) {
                     user_id,
                     session_id,
                 }) => {
-                    disconnect_session(&io, user_id, &session_id);
+                    if let Err(error) = io.to(session_room(&session_id)).disconnect().await {
+                        tracing::warn!(%error, user_id, "sockets of an ended session not disconnected");
+                    }
                     continue;
                 }
                 Ok(_) => continue,
@@ -87,22 +141,7 @@ pub fn watch_access(io: SocketIo, app: Weak<App>) {
     });
 }
 
-/// Disconnects the user's sockets on this process that were opened with `session_id`; their
-/// other devices stay. (Sockets on other processes are refused on their next event, when the
-/// session is not found; they follow at once with the Redis adapter.)
-fn disconnect_session(io: &SocketIo, user_id: i32, session_id: &str) {
-    for socket in io.to(user_room(user_id)).sockets() {
-        let opened_by_session = socket
-            .extensions
-            .get::<Identity>()
-            .is_some_and(|identity| identity.session_id == session_id);
-        if opened_by_session && let Err(error) = socket.disconnect() {
-            tracing::warn!(%error, user_id, "socket of an ended session not disconnected");
-        }
-    }
-}
-
-async fn recheck(app: &Arc<App>, io: &SocketIo, user_id: i32) {
+async fn recheck<A: Adapter>(app: &Arc<App>, io: &SocketIo<A>, user_id: i32) {
     let may_log_in = async {
         let mut conn = app.db.get().await?;
         let rights = store::rbac::rights_of_user(&mut conn, user_id).await?;
@@ -124,7 +163,7 @@ async fn recheck(app: &Arc<App>, io: &SocketIo, user_id: i32) {
     }
 }
 
-async fn recheck_all(app: &Arc<App>, io: &SocketIo) {
+async fn recheck_all<A: Adapter>(app: &Arc<App>, io: &SocketIo<A>) {
     let mut users: Vec<i32> = io
         .sockets()
         .iter()

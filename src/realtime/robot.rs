@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use serde_json::Value;
+use socketioxide::adapter::Adapter;
 use socketioxide::extract::SocketRef;
 
 use super::{NEW_MESSAGE, Reply};
@@ -11,7 +12,13 @@ use crate::domain::Actor;
 use crate::domain::robot::{self, Robot};
 
 /// Answers a `type: "robot"` message; nothing is stored and no room hears it.
-pub fn converse(robot: Arc<Robot>, socket: SocketRef, actor: &Actor, payload: Value, reply: Reply) {
+pub fn converse<A: Adapter>(
+    robot: Arc<Robot>,
+    socket: SocketRef<A>,
+    actor: &Actor,
+    payload: Value,
+    reply: Reply<A>,
+) {
     let question = match robot::Question::from_json(&payload) {
         Ok(question) => question,
         Err(error) => return reply.fail(&socket, NEW_MESSAGE, &error),

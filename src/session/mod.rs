@@ -1,9 +1,11 @@
 //! Sessions and tokens: one server-side record per login, named by a random id that the client
 //! holds either as the `IM_SESS` cookie or as a token. The store is a trait with an in-memory
-//! implementation (one process) and, with `REDIS_URL`, a shared one.
+//! implementation (one process) and, with `REDIS_URL`, a shared one; `presence` is the shared
+//! register of connected sockets, beside it in Redis.
 
 pub mod memory;
 pub mod password;
+pub mod presence;
 pub mod redis;
 
 use async_trait::async_trait;
