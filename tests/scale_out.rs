@@ -9,10 +9,10 @@
 mod common;
 
 use std::collections::HashSet;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::cluster::{Cluster, PrivatePostgres, PrivateRedis, client_config, run_clients};
-use common::{Backend, assert_refused, data, redis_url};
+use common::{Backend, TestServer, assert_refused, data, redis_url};
 use diesel::QueryableByName;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use serde_json::{Value, json};
@@ -159,6 +159,7 @@ async fn a_process_killed_mid_traffic() {
     .await;
     let figures = result.figures.expect("figures");
     print_figures("kill -9 of process 2 of 3, mid-traffic", &figures);
+    assert_running(&mut cluster, 0..2);
     assert_all_acked_stored(&cluster.database_url, &figures).await;
     assert_no_panic(&cluster);
 }
@@ -170,7 +171,7 @@ async fn redis_restarted_mid_traffic() {
         return;
     };
     let mut redis = PrivateRedis::start();
-    let cluster = Cluster::start(&pg, &redis.url(), 3).await;
+    let mut cluster = Cluster::start(&pg, &redis.url(), 3).await;
     let mut config = client_config(&cluster);
     config["fault"] = json!("redis");
     let result = run_clients(
@@ -189,6 +190,7 @@ async fn redis_restarted_mid_traffic() {
         "Redis stopped for 3 s and restarted empty (sessions lost: clients log in again)",
         &figures,
     );
+    assert_running(&mut cluster, 0..3);
     assert_all_acked_stored(&cluster.database_url, &figures).await;
     assert_no_panic(&cluster);
 }
@@ -200,7 +202,7 @@ async fn postgres_restarted_mid_traffic() {
         return;
     };
     let postgres = PrivatePostgres::start();
-    let cluster = Cluster::start(&postgres.url(), &redis, 3).await;
+    let mut cluster = Cluster::start(&postgres.url(), &redis, 3).await;
     let mut config = client_config(&cluster);
     config["fault"] = json!("postgres");
     let result = run_clients(
@@ -216,8 +218,80 @@ async fn postgres_restarted_mid_traffic() {
     .await;
     let figures = result.figures.expect("figures");
     print_figures("PostgreSQL stopped for 3 s and restarted", &figures);
+    assert_running(&mut cluster, 0..3);
     assert_all_acked_stored(&cluster.database_url, &figures).await;
     assert_no_panic(&cluster);
+}
+
+/// A PostgreSQL that hangs rather than refuses (frozen with SIGSTOP: connections open, nothing
+/// answers) under a warm pool: every request gets a 503 within seconds, never a hang, and
+/// service resumes by itself once it answers again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_postgres_gives_errors_not_hangs() {
+    let postgres = PrivatePostgres::start();
+    let server = TestServer::start(Backend::Postgres(postgres.url())).await;
+    let client = server.logged_in("user").await;
+    // As many requests at once as the pool holds, so that it keeps that many idle connections.
+    let friends = || {
+        let mut requests = tokio::task::JoinSet::new();
+        for _ in 0..8 {
+            let (client, url) = (client.clone(), server.url("/api/v1/friend"));
+            requests.spawn(async move {
+                let started = Instant::now();
+                let response = client.http.get(url).send().await.expect("an answer");
+                let status = response.status().as_u16();
+                let reply: Value = response.json().await.expect("JSON");
+                (started.elapsed(), status, reply)
+            });
+        }
+        requests.join_all()
+    };
+    for (_, status, reply) in friends().await {
+        assert_eq!(status, 200, "{reply}");
+    }
+
+    let frozen = postgres.freeze();
+    let answers = tokio::time::timeout(Duration::from_secs(20), friends())
+        .await
+        .expect("requests against a frozen database answered within 20 s");
+    let slowest = answers
+        .iter()
+        .map(|(took, _, _)| *took)
+        .max()
+        .expect("answers");
+    for (took, status, reply) in &answers {
+        assert_eq!(*status, 503, "{reply}");
+        assert_eq!(
+            reply["errorMessage"], "服务暂时不可用，请稍后再试",
+            "{reply}"
+        );
+        assert!(*took < Duration::from_secs(7), "refused after {took:?}");
+    }
+    let probe = Instant::now();
+    let ready = reqwest::get(server.url("/readyz")).await.expect("readyz");
+    assert_eq!(ready.status().as_u16(), 503);
+    let probe = probe.elapsed();
+
+    drop(frozen);
+    let thawed = Instant::now();
+    let deadline = thawed + Duration::from_secs(15);
+    loop {
+        let answers = friends().await;
+        if answers.iter().all(|(_, status, _)| *status == 200) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no recovery: {:?}", answers[0].2);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    print_figures(
+        "PostgreSQL frozen (SIGSTOP) under a warm pool",
+        &json!({
+            "requestsRefused": answers.len(),
+            "slowestRefusalMs": slowest.as_millis() as u64,
+            "readyzMs": probe.as_millis() as u64,
+            "resumedMs": thawed.elapsed().as_millis() as u64,
+        }),
+    );
 }
 
 #[derive(QueryableByName)]
@@ -270,6 +344,17 @@ async fn assert_all_acked_stored(database_url: &str, figures: &Value) {
     );
 }
 
+/// Processes stay up through an outage of the services they need.
+fn assert_running(cluster: &mut Cluster, which: std::ops::Range<usize>) {
+    for n in which {
+        assert!(
+            cluster.processes[n].running(),
+            "process {n} exited:\n{}",
+            cluster.processes[n].log()
+        );
+    }
+}
+
 /// A process that panicked has a bug, even if the clients coped.
 fn assert_no_panic(cluster: &Cluster) {
     for process in &cluster.processes {
@@ -304,6 +389,10 @@ fn print_figures(title: &str, figures: &Value) {
         ("fetchedWithSince", "fetched with since"),
         ("missedLive", "missed live (then fetched)"),
         ("presenceOfflineMs", "offline announced after, ms"),
+        ("requestsRefused", "requests refused (503)"),
+        ("slowestRefusalMs", "slowest refusal, ms"),
+        ("readyzMs", "/readyz 503 after, ms"),
+        ("resumedMs", "answering again after the thaw, ms"),
         ("lost", "lost"),
     ];
     println!("\n{title}");

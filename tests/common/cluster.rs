@@ -167,6 +167,13 @@ impl Process {
         }
     }
 
+    /// Whether the process is still running: neither killed by the test nor exited by itself.
+    pub fn running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|child| matches!(child.try_wait(), Ok(None)))
+    }
+
     /// What the process logged, for failure messages.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
@@ -192,8 +199,7 @@ impl Drop for Cluster {
             let nginx = std::fs::read_to_string(self.dir.path().join("nginx/error.log"));
             eprintln!("--- nginx error log:\n{}", nginx.unwrap_or_default());
         }
-        let _ = self.nginx.kill();
-        let _ = self.nginx.wait();
+        stop_nginx(&mut self.nginx);
         for process in &mut self.processes {
             process.kill();
         }
@@ -253,6 +259,23 @@ fn start_nginx(dir: &std::path::Path, port: u16, processes: &[Process]) -> Child
         .stderr(std::fs::File::create(prefix.join("error.log")).expect("nginx log"))
         .spawn()
         .expect("nginx starts")
+}
+
+/// Stops nginx with SIGTERM, which its master passes on to its workers. SIGKILL (only if it
+/// hangs) would leave the workers running, orphaned, for good.
+fn stop_nginx(nginx: &mut Child) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &nginx.id().to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if !matches!(nginx.try_wait(), Ok(None)) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = nginx.kill();
+    let _ = nginx.wait();
 }
 
 /// Polls `url` until it answers 200 (true), for at most 60 s (false).
@@ -453,6 +476,30 @@ impl PrivatePostgres {
         );
     }
 
+    /// Freezes the server and its backends (SIGSTOP) until the guard is dropped: connections
+    /// stay open and the kernel still accepts data, but nothing answers, as with a server
+    /// stalled on its disk.
+    pub fn freeze(&self) -> Frozen<'_> {
+        assert!(self.signal("STOP"), "PostgreSQL frozen");
+        Frozen(self)
+    }
+
+    /// Sends `signal` to the postmaster and every process it started: only this cluster's.
+    fn signal(&self, signal: &str) -> bool {
+        let Ok(pid_file) = std::fs::read_to_string(self.dir.path().join("data/postmaster.pid"))
+        else {
+            return false;
+        };
+        let Some(postmaster) = pid_file.lines().next().map(str::trim) else {
+            return false;
+        };
+        let flag = format!("-{signal}");
+        let sent = |command: &mut Command| command.status().is_ok_and(|s| s.success());
+        // pkill fails when no child matched, which cannot be for a running server.
+        sent(Command::new("kill").args([&flag, postmaster]))
+            && sent(Command::new("pkill").args([&flag, "-P", postmaster]))
+    }
+
     fn run(&self, program: &str, args: &[&str]) {
         let path = pg_bin().join(program).display().to_string();
         let output = if self.as_root {
@@ -489,6 +536,16 @@ impl Drop for PrivatePostgres {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status();
+    }
+}
+
+/// A frozen PostgreSQL, let go (SIGCONT) when dropped, even by a failing test: databases
+/// cannot be dropped, nor the server stopped, while it is frozen.
+pub struct Frozen<'a>(&'a PrivatePostgres);
+
+impl Drop for Frozen<'_> {
+    fn drop(&mut self) {
+        self.0.signal("CONT");
     }
 }
 

@@ -519,13 +519,17 @@ async function traffic() {
     const watcher = members[0]; // user, on process 0
     const member20 = await login(NGINX, 'member20');
     const member21 = await login(NGINX, 'member21');
-    const online = next(watcher.socket, ONLINE, (p) => p.userId === ID.member20 && p.online);
+    const cameOnline = (id) => next(watcher.socket, ONLINE, (p) => p.userId === id && p.online);
+    let online = cameOnline(ID.member20);
     const only = await connect('sio4', 'websocket', PROCS[2], member20);
     await online;
+    online = cameOnline(ID.member21);
     await connect('sio2', 'websocket', PROCS[2], member21);
-    await connect('sio4', 'polling', PROCS[1], member21);
+    await online;
+    // From here on member21 has no news: not their second socket, not the crash.
     presence = { watcher, heard: [], only };
     watcher.socket.on(ONLINE, (p) => presence.heard.push({ ...p, at: now() }));
+    await connect('sio4', 'polling', PROCS[1], member21);
     for (const base of [PROCS[0], PROCS[1]]) {
       assert.equal(await friendOnline(base, watcher.session, ID.member20), true);
       assert.equal(await friendOnline(base, watcher.session, ID.member21), true);
@@ -618,7 +622,7 @@ async function traffic() {
     unansweredConnected: unanswered.filter((u) => u.connected).length,
     maxAckMs: Math.max(...acked.map((a) => a.ms)),
     recoveryMs: recoveredAt - restoredAt,
-    outageMs: restoredAt - faultAt,
+    outageMs: FAULT === 'kill' ? undefined : restoredAt - faultAt,
     disconnected: members.filter((m) => m.downs.length).map((m) => m.name),
     reconnects: members.reduce((n, m) => n + m.ups.length, 0),
     viaNginx: members.filter((m) => m.ups.some((u) => u.via === 'nginx')).map((m) => m.name),
