@@ -28,6 +28,7 @@ const GROUP = 1;
 const ROOM = 27;
 const ID = { user: 2, member4: 8, member20: 24, member21: 25, member27: 31 };
 const NOT_LOGGED_IN = '请登录';
+const UNAVAILABLE = '服务暂时不可用，请稍后再试';
 
 const now = () => Date.now();
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -388,6 +389,8 @@ class Member {
       socket.close();
       throw Object.assign(new Error(`join: ${JSON.stringify(joined)}`), { refusal: joined && joined.errorMessage });
     }
+    // Dropped while joining: its disconnect went unheard (it was not this.socket yet).
+    if (!socket.connected) throw Object.assign(new Error('dropped while joining'), { transport: true });
     this.socket = socket;
   }
 
@@ -484,9 +487,11 @@ class Member {
   }
 }
 
-// Polls every process's /readyz: when each first answered 503 after `from`, and 200 after `to`.
+// Polls every process's /readyz: when each first answered 503 once the fault was injected, and
+// 200 once the service was restored.
 function watchReadiness(processes) {
   const state = processes.map((base) => ({ base, first503: null, first200After: null, body503: null, maxMs: 0 }));
+  let from = null;
   let to = null;
   let running = true;
   const done = Promise.all(state.map(async (s) => {
@@ -496,7 +501,7 @@ function watchReadiness(processes) {
         const response = await fetch(`${s.base}/readyz`, { signal: AbortSignal.timeout(5000) });
         const body = await response.json();
         s.maxMs = Math.max(s.maxMs, now() - at);
-        if (response.status === 503 && s.first503 === null) { s.first503 = at; s.body503 = body; }
+        if (response.status === 503 && from !== null && at >= from && s.first503 === null) { s.first503 = at; s.body503 = body; }
         if (response.status === 200 && to !== null && at >= to && s.first200After === null) s.first200After = at;
       } catch (error) {
         s.lastError = error.message;
@@ -506,6 +511,7 @@ function watchReadiness(processes) {
   }));
   return {
     state,
+    faultAt(at) { from = at; },
     restoredAt(at) { to = at; },
     async stop() { running = false; await done; },
   };
@@ -525,13 +531,13 @@ async function traffic() {
     const member21 = await login(NGINX, 'member21');
     const cameOnline = (id) => next(watcher.socket, ONLINE, (p) => p.userId === id && p.online);
     let online = cameOnline(ID.member20);
-    const only = await connect('sio4', 'websocket', PROCS[2], member20);
+    await connect('sio4', 'websocket', PROCS[2], member20);
     await online;
     online = cameOnline(ID.member21);
     await connect('sio2', 'websocket', PROCS[2], member21);
     await online;
     // From here on member21 has no news: not their second socket, not the crash.
-    presence = { watcher, heard: [], only };
+    presence = { watcher, heard: [] };
     watcher.socket.on(ONLINE, (p) => presence.heard.push({ ...p, at: now() }));
     await connect('sio4', 'polling', PROCS[1], member21);
     for (const base of [PROCS[0], PROCS[1]]) {
@@ -546,6 +552,7 @@ async function traffic() {
   await sleep(1500);
 
   const faultAt = now();
+  if (readiness) readiness.faultAt(faultAt);
   await hook('fault', { fault: FAULT });
   const faultDoneAt = now();
   let restoredAt = faultDoneAt;
@@ -619,7 +626,8 @@ async function traffic() {
     acked: acked.length,
     ackedIds,
     stored: stored.length,
-    refused: refused.length,
+    refused: refused.filter((r) => !r.probe).length,
+    probesRefused: refused.filter((r) => r.probe).length,
     refusedBy: refused.reduce((by, r) => ({ ...by, [r.message]: (by[r.message] || 0) + 1 }), {}),
     maxRefusalMs: refused.length ? Math.max(...refused.map((r) => r.ms)) : 0,
     unanswered: unanswered.length,
@@ -668,6 +676,9 @@ async function traffic() {
     assert.equal(result.unansweredConnected, 0, `events unanswered on connected sockets: ${JSON.stringify(unanswered)}`);
     assert.ok(result.maxRefusalMs < 2500, `a refusal took ${result.maxRefusalMs} ms`);
     assert.ok(refused.length > 0, 'events were refused during the outage');
+    // ... with the error that says so (or, once Redis is back empty, that the session is gone).
+    const unclear = refused.filter((r) => r.message !== UNAVAILABLE && !(FAULT === 'redis' && r.message === NOT_LOGGED_IN));
+    assert.deepEqual(unclear, [], 'every refusal says the service is unavailable');
     const service = FAULT === 'redis' ? 'redis' : 'database';
     for (const s of readiness.state) {
       assert.ok(s.first503 !== null, `${s.base}/readyz never answered 503: ${s.lastError || ''}`);
