@@ -50,6 +50,7 @@ pub fn random_photo() -> String {
 /// thread per core queues the burst instead, and its memory stays a few hashes' worth. One
 /// process-wide pool, because the cores and the memory are the process's whatever `App` asks.
 static HASHING: LazyLock<Option<rayon::ThreadPool>> = LazyLock::new(|| {
+    give_back_hashing_memory();
     rayon::ThreadPoolBuilder::new()
         .num_threads(std::thread::available_parallelism().map_or(2, |n| n.get()))
         .thread_name(|n| format!("argon2-{n}"))
@@ -57,6 +58,22 @@ static HASHING: LazyLock<Option<rayon::ThreadPool>> = LazyLock::new(|| {
         .inspect_err(|error| tracing::error!(%error, "cannot start the password hashing threads"))
         .ok()
 });
+
+/// glibc serves a large block with its own mapping, returned to the system when freed, but after
+/// the first such free it raises that threshold to the block's size (up to 32 MiB), so from the
+/// second log-in on each ~19 MiB argon2 block came from a thread's heap and stayed there: 100
+/// log-ins left ~150 MiB behind. A fixed threshold of 1 MiB keeps every argon2 block a mapping of
+/// its own; the cost is a fresh mapping per hash, small beside the hash itself.
+fn give_back_hashing_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        const THRESHOLD: libc::c_int = 1024 * 1024;
+        // SAFETY: mallopt only sets an allocator parameter; it is safe to call at any time.
+        if unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, THRESHOLD) } != 1 {
+            tracing::warn!("could not set the allocator's mapping threshold");
+        }
+    }
+}
 
 /// Runs argon2 work on the hashing threads and waits for it without blocking the runtime.
 async fn run_hashing<T: Send + 'static>(

@@ -115,7 +115,7 @@ pub async fn socket_connected(
     if !app.presence.connected(user_id, socket_id).await? {
         return Ok(None);
     }
-    change(app, user_id, true).await.map(Some)
+    change(app, user_id, true).await
 }
 
 /// Forgets a socket of the user; a change when it was their last.
@@ -127,7 +127,7 @@ pub async fn socket_disconnected(
     if !app.presence.disconnected(user_id, socket_id).await? {
         return Ok(None);
     }
-    change(app, user_id, false).await.map(Some)
+    change(app, user_id, false).await
 }
 
 /// Beats for this process; the users who went offline with a stopped process, and whether this
@@ -136,7 +136,7 @@ pub async fn heartbeat(app: &App) -> Result<(bool, Vec<PresenceChange>), DomainE
     let beat = app.presence.heartbeat().await?;
     let mut changes = Vec::with_capacity(beat.went_offline.len());
     for user_id in beat.went_offline {
-        changes.push(change(app, user_id, false).await?);
+        changes.extend(change(app, user_id, false).await?);
     }
     Ok((beat.resync, changes))
 }
@@ -147,12 +147,33 @@ pub async fn resync(app: &App, sockets: &[(i32, String)]) -> Result<(), DomainEr
     app.presence.resync(sockets).await
 }
 
-async fn change(app: &App, user_id: i32, online: bool) -> Result<PresenceChange, DomainError> {
+/// The change to announce, unless it was already overtaken. The friends are looked up between
+/// the record and the announcement, and meanwhile another device (on another process, perhaps)
+/// may have come or gone, whose own announcement may then go out first: friends would be left
+/// with the older state. Asking the register again just before announcing keeps that window to
+/// the announcement itself.
+async fn change(
+    app: &App,
+    user_id: i32,
+    online: bool,
+) -> Result<Option<PresenceChange>, DomainError> {
     let mut conn = app.db.get().await?;
     let tell = store::presence::friend_ids(&mut conn, user_id).await?;
-    Ok(PresenceChange {
+    drop(conn);
+    if tell.is_empty() {
+        return Ok(None);
+    }
+    let now_online = app
+        .presence
+        .online_among(&[user_id])
+        .await?
+        .contains(&user_id);
+    if now_online != online {
+        return Ok(None);
+    }
+    Ok(Some(PresenceChange {
         user_id,
         online,
         tell,
-    })
+    }))
 }

@@ -73,6 +73,12 @@ pub enum DbConn {
 
 /// How long a request waits for a free connection before it is told the database is busy.
 const POOL_WAIT: Duration = Duration::from_secs(5);
+/// How long opening a new connection may take before the database counts as down.
+const CONNECT_WAIT: Duration = Duration::from_secs(3);
+/// How long the check of an idle connection (`SELECT 1` on checkout) may take. Without a limit,
+/// a database that hangs rather than refuses (stalled, or frozen with SIGSTOP) hung every
+/// request that took an idle connection, for good.
+const CHECK_WAIT: Duration = Duration::from_secs(2);
 
 impl Db {
     /// Builds the pool. Connections are opened lazily; call [`Db::ping`] to check reachability.
@@ -104,7 +110,8 @@ impl Db {
                     deadpool::Pool::builder(manager)
                         .max_size(pool_size)
                         .wait_timeout(Some(POOL_WAIT))
-                        .create_timeout(Some(POOL_WAIT))
+                        .create_timeout(Some(CONNECT_WAIT))
+                        .recycle_timeout(Some(CHECK_WAIT))
                         .runtime(::deadpool::Runtime::Tokio1)
                         .build()
                         .map_err(build_err)?,
@@ -116,7 +123,8 @@ impl Db {
                     deadpool::Pool::builder(manager)
                         .max_size(pool_size)
                         .wait_timeout(Some(POOL_WAIT))
-                        .create_timeout(Some(POOL_WAIT))
+                        .create_timeout(Some(CONNECT_WAIT))
+                        .recycle_timeout(Some(CHECK_WAIT))
                         .runtime(::deadpool::Runtime::Tokio1)
                         .build()
                         .map_err(build_err)?,

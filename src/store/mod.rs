@@ -56,9 +56,12 @@ impl From<DieselError> for StoreError {
                 DatabaseErrorKind::ForeignKeyViolation | DatabaseErrorKind::CheckViolation,
                 info,
             ) => StoreError::ConstraintViolation(info.message().to_owned()),
-            DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection, info) => {
-                StoreError::Unavailable(info.message().to_owned())
-            }
+            // A connection the server closed under a query (it stopped or restarted) is the
+            // database being unavailable, not a fault of the query.
+            DieselError::DatabaseError(
+                DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
+                info,
+            ) => StoreError::Unavailable(info.message().to_owned()),
             other => StoreError::Query(other.to_string()),
         }
     }

@@ -1,9 +1,15 @@
 //! A scaled-out deployment on one machine: several `im-server` processes on one PostgreSQL
-//! database and one Redis, with nginx (the repository's nginx.conf, ports substituted) in front.
+//! database and one Redis, with nginx (the repository's nginx.conf, ports substituted) in front;
+//! private Redis and PostgreSQL servers that a fault test may stop and start; and the runner of
+//! the Node clients of `tests/compat/cluster.js`.
 
+use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 use super::{Client, new_pg_database, unique_prefix};
 
@@ -25,6 +31,8 @@ pub struct Process {
     pub port: u16,
     child: Option<Child>,
     log: PathBuf,
+    /// Settings every process of the cluster gets on top of the defaults (e.g. `IM_PRESENCE_TTL`).
+    env: Vec<(String, String)>,
 }
 
 fn free_port() -> u16 {
@@ -37,6 +45,16 @@ fn free_port() -> u16 {
 impl Cluster {
     /// Starts `count` processes with the demo data and nginx in front; waits until all are ready.
     pub async fn start(pg_server: &str, redis_url: &str, count: usize) -> Cluster {
+        Self::start_with(pg_server, redis_url, count, &[]).await
+    }
+
+    /// As [`Cluster::start`], with `env` added to every process's environment.
+    pub async fn start_with(
+        pg_server: &str,
+        redis_url: &str,
+        count: usize,
+        env: &[(&str, &str)],
+    ) -> Cluster {
         let dir = tempfile::tempdir().expect("temporary directory");
         let database_url = new_pg_database(pg_server).await;
         let redis_prefix = unique_prefix();
@@ -49,6 +67,10 @@ impl Cluster {
                 port,
                 child: None,
                 log,
+                env: env
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect(),
             };
             process.spawn(&database_url, redis_url, &redis_prefix, dir.path());
             processes.push(process);
@@ -114,8 +136,13 @@ impl Process {
             .env("IM_REDIS_PREFIX", redis_prefix)
             .env("IM_PUBLIC_DIR", dir.join("public"))
             .env("IM_ADMIN_PASSWORD", "admin-password")
+            // Several clusters may share the test machine's PostgreSQL and its 100 connections.
+            .env("IM_DB_POOL", "6")
             .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
+            .env("NO_COLOR", "1")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            // The server logs to stdout; panics go to stderr.
+            .stdout(log.try_clone().expect("log file"))
             .stderr(log)
             .spawn()
             .expect("im-server starts");
@@ -140,6 +167,13 @@ impl Process {
         }
     }
 
+    /// Whether the process is still running: neither killed by the test nor exited by itself.
+    pub fn running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|child| matches!(child.try_wait(), Ok(None)))
+    }
+
     /// What the process logged, for failure messages.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
@@ -154,8 +188,18 @@ impl Drop for Process {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        let _ = self.nginx.kill();
-        let _ = self.nginx.wait();
+        if std::thread::panicking() {
+            // The test failed: what the processes and nginx said is usually why.
+            for (n, process) in self.processes.iter().enumerate() {
+                let log = process.log();
+                let tail: Vec<&str> = log.lines().rev().take(40).collect();
+                eprintln!("--- process {n} ({}), last lines of its log:", process.base);
+                tail.iter().rev().for_each(|line| eprintln!("{line}"));
+            }
+            let nginx = std::fs::read_to_string(self.dir.path().join("nginx/error.log"));
+            eprintln!("--- nginx error log:\n{}", nginx.unwrap_or_default());
+        }
+        stop_nginx(&mut self.nginx);
         for process in &mut self.processes {
             process.kill();
         }
@@ -217,6 +261,23 @@ fn start_nginx(dir: &std::path::Path, port: u16, processes: &[Process]) -> Child
         .expect("nginx starts")
 }
 
+/// Stops nginx with SIGTERM, which its master passes on to its workers. SIGKILL (only if it
+/// hangs) would leave the workers running, orphaned, for good.
+fn stop_nginx(nginx: &mut Child) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &nginx.id().to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if !matches!(nginx.try_wait(), Ok(None)) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = nginx.kill();
+    let _ = nginx.wait();
+}
+
 /// Polls `url` until it answers 200 (true), for at most 60 s (false).
 async fn wait_for(url: &str) -> bool {
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -230,4 +291,361 @@ async fn wait_for(url: &str) -> bool {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     false
+}
+
+/// A Redis server of one test, on a free port, keeping nothing on disk: a fault test stops it
+/// and starts it again without touching the machine's shared Redis.
+pub struct PrivateRedis {
+    pub port: u16,
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+}
+
+impl PrivateRedis {
+    pub fn start() -> PrivateRedis {
+        let mut redis = PrivateRedis {
+            port: free_port(),
+            child: None,
+            dir: tempfile::tempdir().expect("temporary directory"),
+        };
+        redis.resume();
+        redis
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts the server again on the same port; returns once it answers PING.
+    pub fn resume(&mut self) {
+        assert!(self.child.is_none(), "private Redis already running");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("redis.log"))
+            .expect("redis log");
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string()])
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(["--daemonize", "no"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(log)
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server installed (Debian package redis-server)");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self.answers() {
+            assert!(Instant::now() < deadline, "private Redis did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Kills the server (SIGKILL): every connection to it breaks at once, and its data is gone.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn answers(&self) -> bool {
+        let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", self.port)) else {
+            return false;
+        };
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+        let mut reply = [0u8; 7];
+        stream.write_all(b"PING\r\n").is_ok()
+            && stream.read_exact(&mut reply).is_ok()
+            && &reply == b"+PONG\r\n"
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A PostgreSQL cluster of one test (initdb into a temporary directory, a free port, its socket
+/// in that directory), which a fault test stops and starts again. Run as the `postgres` user
+/// when the tests run as root, since PostgreSQL refuses to run as root.
+pub struct PrivatePostgres {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    as_root: bool,
+}
+
+/// The server binaries of the newest PostgreSQL installed the Debian way
+/// (`/usr/lib/postgresql/<version>/bin`).
+fn pg_bin() -> PathBuf {
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .expect("PostgreSQL server binaries under /usr/lib/postgresql (Debian package postgresql)")
+        .filter_map(Result::ok)
+        .filter_map(|entry| {
+            let version = entry.file_name().to_str()?.parse().ok()?;
+            let bin = entry.path().join("bin");
+            bin.join("initdb").exists().then_some((version, bin))
+        })
+        .collect();
+    versions.sort();
+    versions
+        .pop()
+        .map(|(_, bin)| bin)
+        .expect("initdb under /usr/lib/postgresql/<version>/bin")
+}
+
+impl PrivatePostgres {
+    pub fn start() -> PrivatePostgres {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let as_root = Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|out| out.stdout.trim_ascii() == b"0");
+        let pg = PrivatePostgres {
+            port: free_port(),
+            dir,
+            as_root,
+        };
+        if as_root {
+            let status = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(pg.dir.path())
+                .status()
+                .expect("chown");
+            assert!(status.success(), "chown of the PostgreSQL directory");
+        }
+        let data = pg.data();
+        pg.run(
+            "initdb",
+            &[
+                "-D",
+                &data,
+                "-U",
+                "postgres",
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ],
+        );
+        pg.resume();
+        pg
+    }
+
+    /// The server URL, without a database name (what `new_pg_database` takes).
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}", self.port)
+    }
+
+    fn data(&self) -> String {
+        self.dir.path().join("data").display().to_string()
+    }
+
+    /// Starts the server; returns once it accepts connections.
+    pub fn resume(&self) {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=60",
+            self.port,
+            self.dir.path().display()
+        );
+        let log = self.dir.path().join("postgres.log").display().to_string();
+        self.run(
+            "pg_ctl",
+            &[
+                "-D",
+                &self.data(),
+                "-l",
+                &log,
+                "-o",
+                &options,
+                "-w",
+                "start",
+            ],
+        );
+    }
+
+    /// Stops the server at once (`immediate`: no checkpoint, every connection cut, as in a
+    /// crash; the next start recovers from the WAL).
+    pub fn stop(&self) {
+        self.run(
+            "pg_ctl",
+            &["-D", &self.data(), "-m", "immediate", "-w", "stop"],
+        );
+    }
+
+    /// Freezes the server and its backends (SIGSTOP) until the guard is dropped: connections
+    /// stay open and the kernel still accepts data, but nothing answers, as with a server
+    /// stalled on its disk.
+    pub fn freeze(&self) -> Frozen<'_> {
+        assert!(self.signal("STOP"), "PostgreSQL frozen");
+        Frozen(self)
+    }
+
+    /// Sends `signal` to the postmaster and every process it started: only this cluster's.
+    fn signal(&self, signal: &str) -> bool {
+        let Ok(pid_file) = std::fs::read_to_string(self.dir.path().join("data/postmaster.pid"))
+        else {
+            return false;
+        };
+        let Some(postmaster) = pid_file.lines().next().map(str::trim) else {
+            return false;
+        };
+        let flag = format!("-{signal}");
+        let sent = |command: &mut Command| command.status().is_ok_and(|s| s.success());
+        // pkill fails when no child matched, which cannot be for a running server.
+        sent(Command::new("kill").args([&flag, postmaster]))
+            && sent(Command::new("pkill").args([&flag, "-P", postmaster]))
+    }
+
+    fn run(&self, program: &str, args: &[&str]) {
+        let path = pg_bin().join(program).display().to_string();
+        let output = if self.as_root {
+            Command::new("runuser")
+                .args(["-u", "postgres", "--", &path])
+                .args(args)
+                .output()
+        } else {
+            Command::new(&path).args(args).output()
+        }
+        .unwrap_or_else(|e| panic!("{path} runs: {e}"));
+        assert!(
+            output.status.success(),
+            "{program} {args:?} failed:\n{}\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        let data = self.data();
+        let path = pg_bin().join("pg_ctl").display().to_string();
+        let mut command = if self.as_root {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--", &path]);
+            c
+        } else {
+            Command::new(&path)
+        };
+        let _ = command
+            .args(["-D", &data, "-m", "immediate", "-w", "stop"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// A frozen PostgreSQL, let go (SIGCONT) when dropped, even by a failing test: databases
+/// cannot be dropped, nor the server stopped, while it is frozen.
+pub struct Frozen<'a>(&'a PrivatePostgres);
+
+impl Drop for Frozen<'_> {
+    fn drop(&mut self) {
+        self.0.signal("CONT");
+    }
+}
+
+fn compat_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/compat")
+}
+
+/// Installs the locked client packages of tests/compat once per test process.
+fn ensure_node_modules() {
+    static INSTALL: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
+    let mut installed = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
+    if *installed || compat_dir().join("node_modules/sio4").exists() {
+        *installed = true;
+        return;
+    }
+    let status = Command::new("npm")
+        .args(["ci", "--no-audit", "--no-fund"])
+        .current_dir(compat_dir())
+        .status()
+        .expect("npm runs (Node.js is needed for the scale-out clients)");
+    assert!(status.success(), "npm ci in tests/compat failed");
+    *installed = true;
+}
+
+/// What `tests/compat/cluster.js` reported: its `@@figures` object and its whole output.
+pub struct ClientRun {
+    pub figures: Option<Value>,
+    pub output: String,
+}
+
+/// Runs `node cluster.js <scenario> <config>` against a cluster, answering each `@@hook` with
+/// `hook(name, args)` then a line on the script's stdin; fails with the script's output unless
+/// it exits 0 within `limit`.
+pub async fn run_clients(
+    scenario: &str,
+    config: &Value,
+    limit: Duration,
+    mut hook: impl AsyncFnMut(&str, &Value),
+) -> ClientRun {
+    ensure_node_modules();
+    let mut child = tokio::process::Command::new("node")
+        .arg("cluster.js")
+        .arg(scenario)
+        .arg(config.to_string())
+        .current_dir(compat_dir())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node runs");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut stderr = child.stderr.take().expect("stderr");
+    let mut run = ClientRun {
+        figures: None,
+        output: String::new(),
+    };
+    let drive = async {
+        while let Some(line) = stdout.next_line().await.expect("client output") {
+            if let Some(hook_line) = line.strip_prefix("@@hook ") {
+                let (name, args) = hook_line.split_once(' ').unwrap_or((hook_line, "{}"));
+                let args: Value = serde_json::from_str(args).expect("hook arguments");
+                hook(name, &args).await;
+                stdin.write_all(b"done\n").await.expect("answer the hook");
+                stdin.flush().await.expect("answer the hook");
+            } else if let Some(figures) = line.strip_prefix("@@figures ") {
+                run.figures = Some(serde_json::from_str(figures).expect("figures are JSON"));
+                continue;
+            }
+            run.output.push_str(&line);
+            run.output.push('\n');
+        }
+        child.wait().await.expect("clients exit")
+    };
+    let status = tokio::time::timeout(limit, drive).await;
+    let mut errors = String::new();
+    let _ = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio::io::AsyncReadExt::read_to_string(&mut stderr, &mut errors),
+    )
+    .await;
+    match status {
+        Ok(status) => assert!(
+            status.success(),
+            "cluster.js {scenario} failed:\n{}\n{errors}",
+            run.output
+        ),
+        Err(_) => panic!(
+            "cluster.js {scenario} did not finish within {limit:?}:\n{}\n{errors}",
+            run.output
+        ),
+    }
+    run
+}
+
+/// Where the clients of cluster.js connect: nginx and each process.
+pub fn client_config(cluster: &Cluster) -> Value {
+    serde_json::json!({
+        "nginx": cluster.base,
+        "processes": cluster.processes.iter().map(|p| p.base.clone()).collect::<Vec<_>>(),
+    })
 }
