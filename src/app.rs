@@ -7,6 +7,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use axum::Router;
 use axum::http::{HeaderName, HeaderValue};
+use axum::serve::ListenerExt;
 use redis::aio::ConnectionManager;
 use tokio::net::TcpListener;
 use tower_cookies::CookieManagerLayer;
@@ -150,6 +151,13 @@ impl App {
     ) -> anyhow::Result<()> {
         let router = self.router()?;
         tracing::info!(addr = %listener.local_addr()?, "serving");
+        // Chat is small writes that must leave at once: with Nagle's algorithm a message waits
+        // for the peer to acknowledge the previous one, up to its delayed-ACK timer (40 ms).
+        let listener = listener.tap_io(|tcp| {
+            if let Err(error) = tcp.set_nodelay(true) {
+                tracing::debug!(%error, "TCP_NODELAY not set");
+            }
+        });
         axum::serve(listener, router)
             .with_graceful_shutdown(shutdown)
             .await

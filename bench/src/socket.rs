@@ -101,7 +101,9 @@ async fn open(url: &str, cookie: &str) -> anyhow::Result<Ws> {
     request
         .headers_mut()
         .insert("Cookie", HeaderValue::from_str(cookie)?);
-    let (ws, _) = tokio_tungstenite::connect_async(request)
+    // TCP_NODELAY, as browsers set it for WebSockets: otherwise Nagle's algorithm holds each
+    // send for the previous one's acknowledgement and the latencies measure that.
+    let (ws, _) = tokio_tungstenite::connect_async_with_config(request, None, true)
         .await
         .with_context(|| format!("WebSocket connect to {url}"))?;
     Ok(ws)
