@@ -7,7 +7,6 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -25,38 +24,17 @@ const ALL: &[&str] = &[
     "muted", "ban",
 ];
 
-fn compat_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/compat")
-}
-
-/// Installs the locked client packages once per test process.
-fn ensure_node_modules() {
-    static INSTALL: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
-    let mut installed = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
-    if *installed || compat_dir().join("node_modules/sio2").exists() {
-        *installed = true;
-        return;
-    }
-    let status = std::process::Command::new("npm")
-        .args(["ci", "--no-audit", "--no-fund"])
-        .current_dir(compat_dir())
-        .status()
-        .expect("npm runs (Node.js is needed for the compatibility suite)");
-    assert!(status.success(), "npm ci in tests/compat failed");
-    *installed = true;
-}
-
 /// Runs `scenarios` with one client over one transport against `server`, answering the
 /// suite's hooks, and fails with the suite's output unless it exits 0.
 async fn run_suite(server: &TestServer, client: &str, transport: &str, scenarios: &[&str]) {
-    ensure_node_modules();
+    common::ensure_node_modules();
     let mut child = tokio::process::Command::new("node")
         .arg("suite.js")
         .arg(&server.base)
         .arg(client)
         .arg(transport)
         .args(scenarios)
-        .current_dir(compat_dir())
+        .current_dir(common::compat_dir())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

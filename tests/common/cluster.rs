@@ -549,27 +549,6 @@ impl Drop for Frozen<'_> {
     }
 }
 
-fn compat_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/compat")
-}
-
-/// Installs the locked client packages of tests/compat once per test process.
-fn ensure_node_modules() {
-    static INSTALL: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
-    let mut installed = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
-    if *installed || compat_dir().join("node_modules/sio4").exists() {
-        *installed = true;
-        return;
-    }
-    let status = Command::new("npm")
-        .args(["ci", "--no-audit", "--no-fund"])
-        .current_dir(compat_dir())
-        .status()
-        .expect("npm runs (Node.js is needed for the scale-out clients)");
-    assert!(status.success(), "npm ci in tests/compat failed");
-    *installed = true;
-}
-
 /// What `tests/compat/cluster.js` reported: its `@@figures` object and its whole output.
 pub struct ClientRun {
     pub figures: Option<Value>,
@@ -585,12 +564,12 @@ pub async fn run_clients(
     limit: Duration,
     mut hook: impl AsyncFnMut(&str, &Value),
 ) -> ClientRun {
-    ensure_node_modules();
+    super::ensure_node_modules();
     let mut child = tokio::process::Command::new("node")
         .arg("cluster.js")
         .arg(scenario)
         .arg(config.to_string())
-        .current_dir(compat_dir())
+        .current_dir(super::compat_dir())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

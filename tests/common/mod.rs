@@ -351,3 +351,26 @@ pub fn redis_url() -> Option<String> {
 pub fn unique_prefix() -> String {
     format!("imtest:{}:{}:", std::process::id(), rand_suffix())
 }
+
+/// The Node client packages of the compatibility and scale-out suites.
+pub fn compat_dir() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/compat")
+}
+
+/// Installs the locked client packages of tests/compat (`npm ci`) once per test process, unless
+/// they are there already.
+pub fn ensure_node_modules() {
+    static INSTALL: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
+    let mut installed = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
+    if *installed || compat_dir().join("node_modules/sio4").exists() {
+        *installed = true;
+        return;
+    }
+    let status = std::process::Command::new("npm")
+        .args(["ci", "--no-audit", "--no-fund"])
+        .current_dir(compat_dir())
+        .status()
+        .expect("npm runs (Node.js is needed for the Socket.IO client suites)");
+    assert!(status.success(), "npm ci in tests/compat failed");
+    *installed = true;
+}
