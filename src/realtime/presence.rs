@@ -17,7 +17,6 @@ use crate::app::App;
 use crate::domain::events::DomainEvent;
 use crate::domain::presence::{self, PresenceChange};
 use crate::domain::rbac::right;
-use crate::store;
 
 pub async fn connected<A: Adapter>(app: &App, socket: &SocketRef<A>, identity: &Identity) {
     let change = presence::socket_connected(app, identity.user_id, &socket.id.to_string()).await;
@@ -142,12 +141,12 @@ pub fn watch_access<A: Adapter>(io: SocketIo<A>, app: Weak<App>) {
 }
 
 async fn recheck<A: Adapter>(app: &Arc<App>, io: &SocketIo<A>, user_id: i32) {
-    let may_log_in = async {
-        let mut conn = app.db.get().await?;
-        let rights = store::rbac::rights_of_user(&mut conn, user_id).await?;
-        Ok::<_, store::StoreError>(rights.iter().any(|r| r.key_name == right::LOGIN))
-    }
-    .await;
+    // The change that brought us here has already cleared this user from the rights cache.
+    let may_log_in = app
+        .rights
+        .of_user(&app.db, user_id)
+        .await
+        .map(|rights| rights.iter().any(|key| key == right::LOGIN));
     match may_log_in {
         Ok(true) => {}
         Ok(false) => {
@@ -159,7 +158,7 @@ async fn recheck<A: Adapter>(app: &Arc<App>, io: &SocketIo<A>, user_id: i32) {
                 tracing::warn!(%error, user_id, "sockets not disconnected");
             }
         }
-        Err(error) => tracing::warn!(%error, user_id, "access change not applied"),
+        Err(error) => tracing::warn!(?error, user_id, "access change not applied"),
     }
 }
 
