@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use diesel::SqliteConnection;
 use diesel::connection::AnsiTransactionManager as SyncAnsiTransactionManager;
-use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig, deadpool};
+use diesel_async::pooled_connection::{
+    AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod, deadpool,
+};
 use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection, TransactionManager};
 
@@ -54,6 +56,46 @@ pub fn sqlite_path(url: &str) -> &str {
 const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
      PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;";
 
+/// Readies the process and the file system for opening the SQLite database at `path`: the
+/// library configured, the file's directory created.
+pub(super) fn prepare_sqlite(path: &str) -> Result<(), StoreError> {
+    configure_sqlite_library();
+    if let Some(dir) = std::path::Path::new(path).parent()
+        && !dir.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::Config(format!("cannot create {}: {e}", dir.display())))?;
+    }
+    Ok(())
+}
+
+/// Sets SQLite's process-wide options, once, before its first connection opens (SQLite refuses
+/// them afterwards). Its defaults suit a connection shared between threads: every connection
+/// takes a mutex of its own on each call, and every allocation takes one global mutex to keep
+/// memory statistics. Here a pooled connection is used by one thread at a time (diesel-async
+/// holds it under its own lock) and nothing reads the statistics, so both are pure cost: under
+/// load the global one was the most contended lock of the process.
+fn configure_sqlite_library() {
+    static DONE: std::sync::Once = std::sync::Once::new();
+    DONE.call_once(|| {
+        use libsqlite3_sys::{SQLITE_CONFIG_MEMSTATUS, SQLITE_CONFIG_MULTITHREAD, SQLITE_OK};
+        // SAFETY: sqlite3_config is meant to be called before the library initialises, as here,
+        // from one thread (the `Once`); later it only answers SQLITE_MISUSE and changes nothing.
+        let codes = unsafe {
+            [
+                libsqlite3_sys::sqlite3_config(SQLITE_CONFIG_MULTITHREAD),
+                libsqlite3_sys::sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0 as std::ffi::c_int),
+            ]
+        };
+        if codes.iter().any(|&code| code != SQLITE_OK) {
+            tracing::warn!(
+                ?codes,
+                "SQLite was initialised before it could be configured"
+            );
+        }
+    });
+}
+
 /// A pool of connections to one database.
 #[derive(Clone)]
 pub enum Db {
@@ -87,14 +129,11 @@ impl Db {
         Ok(match Backend::of_url(url)? {
             Backend::Sqlite => {
                 let path = sqlite_path(url).to_owned();
-                if let Some(dir) = std::path::Path::new(&path).parent()
-                    && !dir.as_os_str().is_empty()
-                {
-                    std::fs::create_dir_all(dir).map_err(|e| {
-                        StoreError::Config(format!("cannot create {}: {e}", dir.display()))
-                    })?;
-                }
+                prepare_sqlite(&path)?;
                 let mut config = ManagerConfig::<SqliteConn>::default();
+                // No `SELECT 1` on every checkout: an embedded database cannot have gone away
+                // under an idle connection, and the check was a thread hand-off of its own.
+                config.recycling_method = RecyclingMethod::Fast;
                 config.custom_setup = Box::new(|path| {
                     let path = path.to_owned();
                     Box::pin(async move {

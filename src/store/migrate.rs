@@ -25,13 +25,7 @@ pub async fn run(url: &str) -> Result<usize, StoreError> {
     tokio::task::spawn_blocking(move || match backend {
         Backend::Sqlite => {
             let path = sqlite_path(&url);
-            if let Some(dir) = std::path::Path::new(path).parent()
-                && !dir.as_os_str().is_empty()
-            {
-                std::fs::create_dir_all(dir).map_err(|e| {
-                    StoreError::Config(format!("cannot create {}: {e}", dir.display()))
-                })?;
-            }
+            super::conn::prepare_sqlite(path)?;
             let mut conn = diesel::SqliteConnection::establish(path)
                 .map_err(|e| StoreError::Unavailable(e.to_string()))?;
             conn.batch_execute("PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000;")?;
