@@ -2,10 +2,45 @@
 //! forms that write them. Read models and insert forms are separate types (Lemmy's rule).
 
 use chrono::NaiveDateTime;
+use diesel::deserialize::{self, FromSql};
+use diesel::pg::{Pg, PgValue};
 use diesel::prelude::*;
+use diesel::sql_types::Timestamp;
+use diesel::sqlite::{Sqlite, SqliteType, SqliteValue};
 use serde::Serialize;
 
 use super::schema::*;
+
+/// A time column as read back. SQLite keeps times as text, and diesel parses that text by trying
+/// chrono format strings in turn; a list of 30 conversations reads about 270 times, and that
+/// parsing was the largest single cost of the request. The text this server writes
+/// (`YYYY-MM-DD HH:MM:SS` and an optional fraction) is read directly; anything else, and every
+/// PostgreSQL value, goes to diesel as before.
+#[derive(diesel::deserialize::FromSqlRow)]
+pub struct StoredTime(NaiveDateTime);
+
+impl From<StoredTime> for NaiveDateTime {
+    fn from(time: StoredTime) -> Self {
+        time.0
+    }
+}
+
+impl FromSql<Timestamp, Sqlite> for StoredTime {
+    fn from_sql(mut value: SqliteValue<'_, '_, '_>) -> deserialize::Result<Self> {
+        if value.value_type() == Some(SqliteType::Text)
+            && let Some(time) = crate::time::parse_stored(value.read_text())
+        {
+            return Ok(StoredTime(time));
+        }
+        <NaiveDateTime as FromSql<Timestamp, Sqlite>>::from_sql(value).map(StoredTime)
+    }
+}
+
+impl FromSql<Timestamp, Pg> for StoredTime {
+    fn from_sql(value: PgValue<'_>) -> deserialize::Result<Self> {
+        <NaiveDateTime as FromSql<Timestamp, Pg>>::from_sql(value).map(StoredTime)
+    }
+}
 
 #[derive(Debug, Clone, Queryable, Selectable, Identifiable, Serialize)]
 #[diesel(table_name = users)]
@@ -18,8 +53,10 @@ pub struct User {
     #[serde(skip)]
     pub password: Option<String>,
     #[serde(serialize_with = "crate::time::serialize")]
+    #[diesel(deserialize_as = StoredTime)]
     pub created_at: NaiveDateTime,
     #[serde(serialize_with = "crate::time::serialize")]
+    #[diesel(deserialize_as = StoredTime)]
     pub updated_at: NaiveDateTime,
 }
 
@@ -43,8 +80,10 @@ pub struct UserInfo {
     pub photo: String,
     pub sign: Option<String>,
     #[serde(serialize_with = "crate::time::serialize")]
+    #[diesel(deserialize_as = StoredTime)]
     pub created_at: NaiveDateTime,
     #[serde(serialize_with = "crate::time::serialize")]
+    #[diesel(deserialize_as = StoredTime)]
     pub updated_at: NaiveDateTime,
 }
 
@@ -70,8 +109,10 @@ pub struct Role {
     #[serde(rename = "desc")]
     pub description: String,
     #[serde(serialize_with = "crate::time::serialize")]
+    #[diesel(deserialize_as = StoredTime)]
     pub created_at: NaiveDateTime,
     #[serde(serialize_with = "crate::time::serialize")]
+    #[diesel(deserialize_as = StoredTime)]
     pub updated_at: NaiveDateTime,
 }
 
@@ -96,8 +137,10 @@ pub struct Right {
     #[serde(rename = "desc")]
     pub description: String,
     #[serde(serialize_with = "crate::time::serialize")]
+    #[diesel(deserialize_as = StoredTime)]
     pub created_at: NaiveDateTime,
     #[serde(serialize_with = "crate::time::serialize")]
+    #[diesel(deserialize_as = StoredTime)]
     pub updated_at: NaiveDateTime,
 }
 
@@ -119,14 +162,17 @@ pub struct Conversation {
     #[serde(rename = "type")]
     pub kind: String,
     #[serde(serialize_with = "crate::time::serialize")]
+    #[diesel(deserialize_as = StoredTime)]
     pub active_time: NaiveDateTime,
     pub active: bool,
     /// The sequence number of the newest message; internal.
     #[serde(skip)]
     pub last_seq: i64,
     #[serde(serialize_with = "crate::time::serialize")]
+    #[diesel(deserialize_as = StoredTime)]
     pub created_at: NaiveDateTime,
     #[serde(serialize_with = "crate::time::serialize")]
+    #[diesel(deserialize_as = StoredTime)]
     pub updated_at: NaiveDateTime,
 }
 
@@ -153,8 +199,10 @@ pub struct Group {
     pub owner_id: i32,
     pub conversation_id: i32,
     #[serde(serialize_with = "crate::time::serialize")]
+    #[diesel(deserialize_as = StoredTime)]
     pub created_at: NaiveDateTime,
     #[serde(serialize_with = "crate::time::serialize")]
+    #[diesel(deserialize_as = StoredTime)]
     pub updated_at: NaiveDateTime,
 }
 
@@ -179,8 +227,10 @@ pub struct Friend {
     pub friend_id: i32,
     pub conversation_id: i32,
     #[serde(serialize_with = "crate::time::serialize")]
+    #[diesel(deserialize_as = StoredTime)]
     pub created_at: NaiveDateTime,
     #[serde(serialize_with = "crate::time::serialize")]
+    #[diesel(deserialize_as = StoredTime)]
     pub updated_at: NaiveDateTime,
 }
 
@@ -206,8 +256,10 @@ pub struct Apply {
     pub user_id: i32,
     pub has_handled: bool,
     #[serde(serialize_with = "crate::time::serialize")]
+    #[diesel(deserialize_as = StoredTime)]
     pub created_at: NaiveDateTime,
     #[serde(serialize_with = "crate::time::serialize")]
+    #[diesel(deserialize_as = StoredTime)]
     pub updated_at: NaiveDateTime,
 }
 
@@ -241,8 +293,10 @@ pub struct Message {
     #[serde(skip)]
     pub client_msg_id: Option<String>,
     #[serde(serialize_with = "crate::time::serialize")]
+    #[diesel(deserialize_as = StoredTime)]
     pub created_at: NaiveDateTime,
     #[serde(serialize_with = "crate::time::serialize")]
+    #[diesel(deserialize_as = StoredTime)]
     pub updated_at: NaiveDateTime,
 }
 
