@@ -96,42 +96,30 @@ pub struct ListedConversation {
 }
 
 /// The user's active conversations, newest `updatedAt` first: those of their friendships and of
-/// their groups that are not disabled. Three queries whatever the number of conversations.
+/// their groups that are not disabled. Two queries whatever the number of conversations.
 pub async fn list_conversations(
     app: &crate::app::App,
     actor: &super::Actor,
 ) -> Result<Vec<ListedConversation>, DomainError> {
     let mut conn = app.db.get().await?;
-    let chats = store::conversations::active_chats_of_user(&mut conn, actor.user_id).await?;
-    let groupchats =
-        store::conversations::active_groupchats_of_user(&mut conn, actor.user_id).await?;
-    let peer_of = |friend: &crate::store::models::Friend| {
-        if friend.user_id == actor.user_id {
-            friend.friend_id
-        } else {
-            friend.user_id
-        }
-    };
-    let peer_ids: Vec<i32> = chats.iter().map(|(_, friend)| peer_of(friend)).collect();
-    let mut people = super::profiles::load_people(&mut conn, &peer_ids).await?;
-    let mut listed: Vec<ListedConversation> = Vec::with_capacity(chats.len() + groupchats.len());
-    for (conversation, friend) in chats {
-        // A friendship whose other user is gone (deleted meanwhile) has nothing to show.
-        if let Some(peer) = people.remove(&peer_of(&friend)) {
-            listed.push(ListedConversation {
-                conversation,
-                target: Target::Friend(peer),
-            });
-        }
-    }
-    listed.extend(
-        groupchats
-            .into_iter()
-            .map(|(conversation, group)| ListedConversation {
-                conversation,
-                target: Target::Group(group),
-            }),
-    );
+    let rows = store::conversations::list_of_user(&mut conn, actor.user_id).await?;
+    drop(conn);
+    // A friendship whose other user is gone (deleted meanwhile) has no row: nothing to show.
+    let chats = rows
+        .chats
+        .into_iter()
+        .map(|(conversation, _, peer, peer_info)| ListedConversation {
+            conversation,
+            target: Target::Friend((peer, peer_info).into()),
+        });
+    let groupchats = rows
+        .groupchats
+        .into_iter()
+        .map(|(conversation, group)| ListedConversation {
+            conversation,
+            target: Target::Group(group),
+        });
+    let mut listed: Vec<ListedConversation> = chats.chain(groupchats).collect();
     listed.sort_by(|a, b| {
         (b.conversation.updated_at, b.conversation.id)
             .cmp(&(a.conversation.updated_at, a.conversation.id))
