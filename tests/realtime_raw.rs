@@ -335,19 +335,40 @@ async fn websocket_limits(backend: Backend) {
         let _ = ws.close(None).await;
     }
     let mut ws = open().await;
-    ws.send(WsMessage::text(
-        r#"421["/v1/im/get-messages",{"conversationId":3}]"#,
-    ))
-    .await
-    .expect("send");
-    let ack = loop {
-        let packet = ws.next().await.expect("answer").expect("packet");
-        let text = packet.to_text().expect("text").to_owned();
-        if text.starts_with("431") {
-            break text;
+    let mut answer = async |packet: String, id: u32| {
+        ws.send(WsMessage::text(packet)).await.expect("send");
+        let prefix = format!("43{id}");
+        loop {
+            let packet = ws.next().await.expect("answer").expect("packet");
+            let text = packet.to_text().expect("text").to_owned();
+            if text.starts_with(&prefix) {
+                break ack_payload(&text, id);
+            }
         }
     };
-    assert_eq!(ack_payload(&ack, 1)["count"], 0);
+    let history = answer(
+        r#"421["/v1/im/get-messages",{"conversationId":3}]"#.into(),
+        1,
+    )
+    .await;
+    assert_eq!(history["count"], 0);
+
+    // A message near the body limit, many times the socket's read buffer, arrives whole.
+    let msg = "长".repeat(20_000);
+    let ack = answer(
+        format!(
+            r#"422["/v1/im/new-message",{{"conversationId":3,"body":{{"type":"text","msg":"{msg}"}}}}]"#
+        ),
+        2,
+    )
+    .await;
+    assert_eq!(ack["body"]["msg"], msg.as_str(), "{:.200}", ack.to_string());
+    let history = answer(
+        r#"423["/v1/im/get-messages",{"conversationId":3}]"#.into(),
+        3,
+    )
+    .await;
+    assert_eq!(history["count"], 1);
 }
 
 /// What the fake backend was asked: the access token it got, and the request body.
