@@ -374,3 +374,53 @@ on_both_backends!(
     membership_is_checked_per_post_in_the_batch,
     seq_increases_strictly_under_concurrent_senders,
 );
+
+/// The thread a SQLite call of `conn` runs on.
+async fn call_thread(db: &store::Db) -> std::thread::ThreadId {
+    let mut conn = db.get().await.expect("connection");
+    let store::DbConn::Sqlite(conn) = &mut conn else {
+        panic!("a SQLite connection");
+    };
+    conn.spawn_blocking(|_| Ok(std::thread::current().id()))
+        .await
+        .expect("call")
+}
+
+/// What the SQLite writer relies on: within `on_one_thread` every call of a SQLite connection
+/// runs where it is made, and outside it each is handed to a blocking thread, also on a thread
+/// that ran `on_one_thread` work before, however that work ended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_calls_run_in_place_only_on_one_thread() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let url = format!("sqlite://{}/im.db", dir.path().display());
+    // One blocking thread would be reused for everything and prove nothing either way.
+    let db = store::Db::connect(&url, 2).expect("pool");
+    let outside = call_thread(&db).await;
+    assert_ne!(outside, std::thread::current().id(), "a call outside is handed off");
+
+    let inside = store::on_one_thread({
+        let db = db.clone();
+        async move {
+            let here = std::thread::current().id();
+            let calls = [call_thread(&db).await, call_thread(&db).await];
+            (here, calls)
+        }
+    })
+    .await
+    .expect("work");
+    assert_eq!(inside.1, [inside.0, inside.0], "calls run on the work's own thread");
+
+    // Work that panics leaves no thread marked: later calls are handed off again.
+    for _ in 0..4 {
+        let panicked = store::on_one_thread(async { panic!("work that fails") }).await;
+        assert!(panicked.is_err());
+        let (here, call) = tokio::task::spawn_blocking({
+            let db = db.clone();
+            let runtime = tokio::runtime::Handle::current();
+            move || (std::thread::current().id(), runtime.block_on(call_thread(&db)))
+        })
+        .await
+        .expect("blocking thread");
+        assert_ne!(call, here, "a call from an unmarked blocking thread is handed off");
+    }
+}

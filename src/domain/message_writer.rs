@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 
 use super::DomainError;
 use super::messaging::{self, NewPost, Posted};
-use crate::store::{Backend, Db};
+use crate::store::{Backend, Db, on_one_thread};
 
 /// Most posts in one transaction: large enough to amortize a commit at any rate this process
 /// takes, small enough to stay well under either backend's bind-parameter limit.
@@ -110,7 +110,19 @@ async fn commit(db: Db, batch: Vec<Pending>, written: Option<Arc<Notify>>) {
         .unzip();
     let size = posts.len();
     let started = std::time::Instant::now();
-    let stored = messaging::store_batch(&db, Arc::new(posts), written).await;
+    let posts = Arc::new(posts);
+    let stored = match db.backend() {
+        // The batch's queries one after another on one thread, not each a hand-off.
+        Backend::Sqlite => {
+            let db = db.clone();
+            on_one_thread(async move { messaging::store_batch(&db, posts, written).await })
+                .await
+                .unwrap_or_else(|error| {
+                    Err(DomainError::Internal(format!("{WRITER_STOPPED}: {error}")))
+                })
+        }
+        Backend::Postgres => messaging::store_batch(&db, posts, written).await,
+    };
     tracing::debug!(size, elapsed = ?started.elapsed(), ok = stored.is_ok(), "batch of messages");
     match stored {
         Ok(results) => {

@@ -4,6 +4,7 @@
 //! [`db_run!`](crate::db_run) macro expands one query body once per backend (vaultwarden's
 //! pattern, made async). Everything outside `store/` sees only [`Db`] and [`DbConn`].
 
+use std::error::Error;
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
@@ -13,13 +14,86 @@ use diesel::connection::AnsiTransactionManager as SyncAnsiTransactionManager;
 use diesel_async::pooled_connection::{
     AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod, deadpool,
 };
-use diesel_async::sync_connection_wrapper::SyncConnectionWrapper;
+use diesel_async::sync_connection_wrapper::{SpawnBlocking, SyncConnectionWrapper};
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection, TransactionManager};
 
 use super::StoreError;
 
 /// SQLite behind diesel-async's blocking-pool wrapper.
-pub type SqliteConn = SyncConnectionWrapper<SqliteConnection>;
+pub type SqliteConn = SyncConnectionWrapper<SqliteConnection, BlockingCalls>;
+
+thread_local! {
+    /// Set while [`on_one_thread`] runs work on this (blocking) thread.
+    static IN_PLACE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Where a SQLite connection's calls run: each on a thread of Tokio's blocking pool, as
+/// diesel-async does by default, except within [`on_one_thread`], where they run in place.
+pub struct BlockingCalls;
+
+/// A call's outcome as diesel-async expects it.
+type CallFuture<'a, R> =
+    Pin<Box<dyn Future<Output = Result<R, Box<dyn Error + Send + Sync + 'static>>> + Send + 'a>>;
+
+impl SpawnBlocking for BlockingCalls {
+    fn spawn_blocking<'a, R>(
+        &mut self,
+        task: impl FnOnce() -> R + Send + 'static,
+    ) -> CallFuture<'a, R>
+    where
+        R: Send + 'static,
+    {
+        if IN_PLACE.get() {
+            let result = task();
+            return Box::pin(std::future::ready(Ok(result)));
+        }
+        let mut call = Call(tokio::task::spawn_blocking(task));
+        Box::pin(async move { (&mut call.0).await.map_err(Box::from) })
+    }
+
+    fn get_runtime() -> Self {
+        BlockingCalls
+    }
+}
+
+/// A call running on a blocking thread. Dropped before it ends (its request was cancelled), it
+/// waits for it: the connection must not be handed to someone else with a query still running
+/// on it, possibly inside a transaction.
+struct Call<R>(tokio::task::JoinHandle<R>);
+
+impl<R> Drop for Call<R> {
+    fn drop(&mut self) {
+        if !self.0.is_finished() {
+            let runtime = tokio::runtime::Handle::current();
+            tokio::task::block_in_place(|| {
+                let _ = runtime.block_on(&mut self.0);
+            });
+        }
+    }
+}
+
+/// Runs `work` on one thread of the blocking pool, with every SQLite call it makes run right
+/// there. A SQLite call is otherwise a hand-off to a blocking thread and back to a Tokio worker;
+/// work of many queries (a batch of messages: eight) pays that many, and under load each hand-off
+/// waits for a core. For PostgreSQL it changes nothing but the thread.
+pub async fn on_one_thread<T: Send + 'static>(
+    work: impl Future<Output = T> + Send + 'static,
+) -> Result<T, tokio::task::JoinError> {
+    /// Clears the mark however `work` ends, since the pool's threads are reused.
+    struct InPlace;
+    impl Drop for InPlace {
+        fn drop(&mut self) {
+            IN_PLACE.set(false);
+        }
+    }
+    let runtime = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || {
+        IN_PLACE.set(true);
+        let _in_place = InPlace;
+        runtime.block_on(work)
+    })
+    .await
+}
 pub type PgConn = AsyncPgConnection;
 
 /// Which database engine a URL names.

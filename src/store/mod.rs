@@ -19,7 +19,7 @@ pub mod presence;
 pub mod rbac;
 pub mod stats;
 
-pub use conn::{Backend, Db, DbConn, PgConn, SqliteConn, TxFuture, sqlite_path};
+pub use conn::{Backend, Db, DbConn, PgConn, SqliteConn, TxFuture, on_one_thread, sqlite_path};
 
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
