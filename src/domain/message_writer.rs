@@ -114,7 +114,6 @@ async fn commit(db: Db, batch: Vec<Pending>, written: Option<Arc<Notify>>) {
     let stored = match db.backend() {
         // The batch's queries one after another on one thread, not each a hand-off.
         Backend::Sqlite => {
-            let db = db.clone();
             on_one_thread(async move { messaging::store_batch(&db, posts, written).await })
                 .await
                 .unwrap_or_else(|error| {

@@ -1,8 +1,9 @@
-//! The connection enum over both backends, its pools, and transactions.
+//! The connection enum over both backends, its pools, transactions, and where SQLite's calls run.
 //!
 //! diesel-async has no async `MultiConnection`, so a pooled connection is an enum and the
 //! [`db_run!`](crate::db_run) macro expands one query body once per backend (vaultwarden's
-//! pattern, made async). Everything outside `store/` sees only [`Db`] and [`DbConn`].
+//! pattern, made async). Everything outside `store/` sees only [`Db`], [`DbConn`] and
+//! [`on_one_thread`].
 
 use std::error::Error;
 use std::future::Future;
@@ -19,8 +20,10 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection, Tr
 
 use super::StoreError;
 
-/// SQLite behind diesel-async's blocking-pool wrapper.
+/// SQLite behind diesel-async's wrapper of a synchronous connection, its calls run where
+/// [`BlockingCalls`] says.
 pub type SqliteConn = SyncConnectionWrapper<SqliteConnection, BlockingCalls>;
+pub type PgConn = AsyncPgConnection;
 
 thread_local! {
     /// Set while [`on_one_thread`] runs work on this (blocking) thread.
@@ -94,7 +97,6 @@ pub async fn on_one_thread<T: Send + 'static>(
     })
     .await
 }
-pub type PgConn = AsyncPgConnection;
 
 /// Which database engine a URL names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
