@@ -396,7 +396,11 @@ async fn sqlite_calls_run_in_place_only_on_one_thread() {
     // One blocking thread would be reused for everything and prove nothing either way.
     let db = store::Db::connect(&url, 2).expect("pool");
     let outside = call_thread(&db).await;
-    assert_ne!(outside, std::thread::current().id(), "a call outside is handed off");
+    assert_ne!(
+        outside,
+        std::thread::current().id(),
+        "a call outside is handed off"
+    );
 
     let inside = store::on_one_thread({
         let db = db.clone();
@@ -408,7 +412,11 @@ async fn sqlite_calls_run_in_place_only_on_one_thread() {
     })
     .await
     .expect("work");
-    assert_eq!(inside.1, [inside.0, inside.0], "calls run on the work's own thread");
+    assert_eq!(
+        inside.1,
+        [inside.0, inside.0],
+        "calls run on the work's own thread"
+    );
 
     // Work that panics leaves no thread marked: later calls are handed off again.
     for _ in 0..4 {
@@ -417,10 +425,18 @@ async fn sqlite_calls_run_in_place_only_on_one_thread() {
         let (here, call) = tokio::task::spawn_blocking({
             let db = db.clone();
             let runtime = tokio::runtime::Handle::current();
-            move || (std::thread::current().id(), runtime.block_on(call_thread(&db)))
+            move || {
+                (
+                    std::thread::current().id(),
+                    runtime.block_on(call_thread(&db)),
+                )
+            }
         })
         .await
         .expect("blocking thread");
-        assert_ne!(call, here, "a call from an unmarked blocking thread is handed off");
+        assert_ne!(
+            call, here,
+            "a call from an unmarked blocking thread is handed off"
+        );
     }
 }
