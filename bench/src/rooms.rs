@@ -10,11 +10,11 @@ use anyhow::Context;
 use futures_util::StreamExt;
 use futures_util::stream;
 use hdrhistogram::Histogram;
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::socket::{OnEvent, Socket};
+use crate::socket::{OnEvent, Socket, Stamp};
 use crate::stats::{self, Stats};
 use crate::target::{self, Session, Target};
 use crate::{Eio, Global};
@@ -212,11 +212,13 @@ async fn connect_member(
     );
     let on_event: OnEvent = {
         let received = received.clone();
-        Arc::new(move |name: &str, payload: &Value| match name {
-            NEW_MESSAGE => delivered(&recorder, &received, payload),
-            ERROR => recorder.error(),
-            _ => {}
-        })
+        Arc::new(
+            move |name: &str, stamp: Option<Stamp>| match (name, stamp) {
+                (NEW_MESSAGE, Some(stamp)) => delivered(&recorder, &received, stamp),
+                (ERROR, _) => recorder.error(),
+                _ => {}
+            },
+        )
     };
     let url = target.socket_url(eio_number(eio), session.user_id);
     let socket = Socket::connect(
@@ -244,20 +246,15 @@ pub fn eio_number(eio: Eio) -> u8 {
 }
 
 /// A delivery: its latency from the intended send time, counted for its step and receiver.
-fn delivered(recorder: &Recorder, received: &[AtomicU64], payload: &Value) {
-    let bench = &payload["body"]["bench"];
-    let (Some(step), Some(sent_at)) = (bench["s"].as_u64(), bench["t"].as_u64()) else {
-        return;
-    };
+fn delivered(recorder: &Recorder, received: &[AtomicU64], stamp: Stamp) {
     let Some(epoch) = recorder.epoch.get() else {
         return;
     };
-    let step = step as usize;
-    let (Some(record), Some(count)) = (recorder.steps.get(step), received.get(step)) else {
+    let (Some(record), Some(count)) = (recorder.steps.get(stamp.s), received.get(stamp.s)) else {
         return;
     };
     let now = epoch.elapsed().as_nanos() as u64;
-    let micros = now.saturating_sub(sent_at) / 1000;
+    let micros = now.saturating_sub(stamp.t) / 1000;
     if let Ok(mut histogram) = record.latency.lock() {
         stats::record(&mut histogram, micros);
     }

@@ -71,7 +71,7 @@ pub async fn prepare(
         let session = sessions.get(&(i % users + 1))?.clone();
         let (target, stop_rx, errors) = (target.clone(), stop_rx.clone(), errors.clone());
         Some(async move {
-            let on_event: OnEvent = Arc::new(move |name: &str, _: &serde_json::Value| {
+            let on_event: OnEvent = Arc::new(move |name: &str, _| {
                 if name == ERROR {
                     errors.fetch_add(1, Ordering::Relaxed);
                 }
