@@ -158,7 +158,8 @@ impl App {
                 tracing::debug!(%error, "TCP_NODELAY not set");
             }
         });
-        axum::serve(listener, router)
+        let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
+        axum::serve(listener, service)
             .with_graceful_shutdown(shutdown)
             .await
             .context("serving HTTP")

@@ -1,10 +1,12 @@
 //! Extractors: the session user of a request, and JSON bodies, query strings and path ids whose
 //! errors are envelopes, never the framework's plain-text 400.
 
+use std::convert::Infallible;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
@@ -122,5 +124,28 @@ impl<S: Send + Sync> FromRequestParts<S> for PathId {
             .parse::<i32>()
             .map(PathId)
             .map_err(|_| DomainError::invalid("参数校验失败").into())
+    }
+}
+
+/// The address of the client that sent a request: what per-address limits count by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ClientIp(pub IpAddr);
+
+impl ClientIp {
+    /// The client of a request head; also used by the Socket.IO layer on its handshake request.
+    pub fn of(parts: &Parts) -> ClientIp {
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |info| info.0.ip());
+        ClientIp(peer)
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Infallible> {
+        Ok(ClientIp::of(parts))
     }
 }
