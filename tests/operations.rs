@@ -220,23 +220,37 @@ async fn cookie_secure_marks_the_session_cookie() {
 /// The shortest session lifetime the server accepts, in seconds.
 const SHORT_TTL: u64 = 60;
 
-/// A session unused for `IM_SESSION_TTL` seconds is gone: the client is asked to log in.
-async fn session_expires(server: &ServerProcess) {
-    let browser = client(server);
-    data(&browser.login("user", "123456").await);
-    assert_eq!(data(&browser.get("/api/v1/currentUser").await)["id"], 2);
-    let last_use = Instant::now();
-    tokio::time::sleep(Duration::from_secs(SHORT_TTL + 2)).await;
-    assert_refused(&browser.get("/api/v1/currentUser").await, "1", "请登录");
-    assert!(last_use.elapsed() >= Duration::from_secs(SHORT_TTL));
+/// A session lives `IM_SESSION_TTL` seconds after its last use: one used every 40 s outlives
+/// the lifetime, one left unused for a lifetime is gone (the client is asked to log in).
+async fn sessions_live_a_ttl_after_their_last_use(server: &ServerProcess) {
+    let (used, unused) = (client(server), client(server));
+    data(&used.login("user", "123456").await);
+    data(&unused.login("member1", "123456").await);
+    let logged_in = Instant::now();
+    assert_eq!(data(&unused.get("/api/v1/currentUser").await)["id"], 5);
+    let unused_since = Instant::now();
+    let use_every = Duration::from_secs(SHORT_TTL * 2 / 3);
+    for round in 1..=2 {
+        tokio::time::sleep_until((logged_in + use_every * round).into()).await;
+        assert_eq!(
+            data(&used.get("/api/v1/currentUser").await)["id"],
+            2,
+            "a session in use, {:?} after its log-in",
+            logged_in.elapsed()
+        );
+    }
+    // The second use came a lifetime and a third after the log-in: the uses kept it alive.
+    assert!(logged_in.elapsed() > Duration::from_secs(SHORT_TTL));
+    assert!(unused_since.elapsed() > Duration::from_secs(SHORT_TTL + 2));
+    assert_refused(&unused.get("/api/v1/currentUser").await, "1", "请登录");
 }
 
-/// Sessions in memory expire `IM_SESSION_TTL` seconds after their last use (takes a minute:
-/// the shortest lifetime the server accepts).
+/// Sessions in memory expire `IM_SESSION_TTL` seconds after their last use (takes 80 s: a
+/// minute is the shortest lifetime the server accepts).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_in_memory_expire_after_the_ttl() {
     let server = ServerProcess::start(&[("IM_SESSION_TTL", &SHORT_TTL.to_string())]).await;
-    session_expires(&server).await;
+    sessions_live_a_ttl_after_their_last_use(&server).await;
 }
 
 /// Sessions in Redis expire the same way, Redis keeping the lifetime on the key.
@@ -251,7 +265,7 @@ async fn sessions_in_redis_expire_after_the_ttl() {
         ("IM_REDIS_PREFIX", &prefix),
     ])
     .await;
-    session_expires(&server).await;
+    sessions_live_a_ttl_after_their_last_use(&server).await;
 }
 
 /// `IM_TIMEZONE` sets the offset at which dates are shown: a demo friend, created at start-up,
@@ -332,6 +346,8 @@ async fn sigterm_finishes_the_request_in_flight_and_exits_0() {
 
 /// Messages that a socket which never reads is sent.
 const FLOOD: usize = 320;
+/// Sends the flooding client has unanswered at most.
+const WINDOW: usize = 16;
 /// Packets the server queues for one socket (src/realtime/mod.rs, MAX_BUFFERED_PACKETS).
 const QUEUE_LIMIT: usize = 256;
 
@@ -400,17 +416,32 @@ async fn a_socket_that_never_reads_gets_a_bounded_queue() {
         .await
         .expect("websocket");
     ws.send(WsMessage::text("40")).await.expect("CONNECT");
-    let started = Instant::now();
-    for n in 0..FLOOD {
-        let packet = format!(
-            r#"42{n}["/v1/im/new-message",{{"conversationId":3,"body":{{"type":"text","msg":"flood {n}"}}}}]"#
-        );
-        ws.send(WsMessage::text(packet)).await.expect("send");
+    // Events sent before CONNECT is answered find no socket, and the server closes the transport.
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("CONNECT answered")
+            .expect("socket open")
+            .expect("message");
+        if message.to_text().is_ok_and(|text| text.starts_with("40")) {
+            break;
+        }
     }
-    // Wait until every send is acknowledged and its broadcast has reached user's own socket
-    // (it follows the send to every device of the sender): by then it was offered to member3's.
-    let (mut acks, mut echoes) = (0, 0);
+    // The sender reads as it sends, at most WINDOW sends unanswered, as a client does: its own
+    // socket's queue (acks and echoes) must not be what overflows. Every send is acknowledged
+    // and its broadcast reaches user's own socket (it follows the send to every device of the
+    // sender): by then it was offered to member3's.
+    let started = Instant::now();
+    let (mut sent, mut acks, mut echoes) = (0, 0, 0);
     while acks < FLOOD || echoes < FLOOD {
+        if sent < FLOOD && sent - acks < WINDOW {
+            let packet = format!(
+                r#"42{sent}["/v1/im/new-message",{{"conversationId":3,"body":{{"type":"text","msg":"flood {sent}"}}}}]"#
+            );
+            ws.send(WsMessage::text(packet)).await.expect("send");
+            sent += 1;
+            continue;
+        }
         let message = tokio::time::timeout(Duration::from_secs(30), ws.next())
             .await
             .expect("the flood is answered")
@@ -458,6 +489,8 @@ async fn a_socket_that_never_reads_gets_a_bounded_queue() {
         received <= QUEUE_LIMIT,
         "{received} packets queued for one socket, more than {QUEUE_LIMIT}"
     );
-    assert!(received >= QUEUE_LIMIT / 2, "only {received} kept");
+    // The queue is the configured one, not socketioxide's default of 128 (a ping may take a
+    // place or two).
+    assert!(received >= QUEUE_LIMIT - 8, "only {received} kept");
     assert!(answered, "the socket answers once it reads");
 }
