@@ -1,7 +1,8 @@
 //! What an operator sets and does, through the real binary or a real server: the session
 //! cookie's `Secure` attribute (`IM_COOKIE_SECURE`), session expiry (`IM_SESSION_TTL`, in memory
 //! and in Redis), dates at a non-default `IM_TIMEZONE`, a graceful stop on SIGTERM, and the
-//! per-socket packet queue that keeps a client that never reads from piling up memory.
+//! per-socket packet queue that keeps a client that never reads from piling up memory. And, for
+//! whoever runs the tests: a service that is not there fails a test, saying what to start.
 
 mod common;
 
@@ -499,4 +500,25 @@ async fn a_socket_that_never_reads_gets_a_bounded_queue() {
     // place or two).
     assert!(received >= QUEUE_LIMIT - 8, "only {received} kept");
     assert!(answered, "the socket answers once it reads");
+}
+
+/// Nothing listens on port 1 of the loopback: where the harness looks for a service that is not
+/// there, the test fails (it does not return early and pass), and says what to start and how
+/// to skip on purpose.
+#[test]
+#[should_panic(expected = "Redis is not reachable at redis://127.0.0.1:1")]
+fn a_missing_redis_fails_the_test() {
+    common::require_redis("redis://127.0.0.1:1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[should_panic(expected = "PostgreSQL is not reachable at postgres://postgres@127.0.0.1:1")]
+async fn a_missing_postgres_fails_the_test() {
+    common::new_pg_database("postgres://postgres@127.0.0.1:1").await;
+}
+
+#[test]
+#[should_panic(expected = "IM_TEST_SKIP_SERVICES=1")]
+fn the_failure_says_how_to_skip() {
+    common::require_redis("redis://127.0.0.1:1");
 }

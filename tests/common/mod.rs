@@ -361,13 +361,18 @@ pub fn assert_no_password(value: &Value) {
 /// to start, unless it answers PING.
 pub fn redis_url() -> String {
     let url = service_url("IM_TEST_REDIS_URL", DEFAULT_REDIS_URL);
-    if let Err(e) = ping_redis(&url) {
+    require_redis(&url);
+    url
+}
+
+/// Fails, saying what to start, unless the Redis at `url` answers PING.
+pub fn require_redis(url: &str) {
+    if let Err(e) = ping_redis(url) {
         panic!(
             "Redis is not reachable at {url} ({e}). Start it (e.g. `redis-server --daemonize yes`; \
              .ci/run starts it), set IM_TEST_REDIS_URL to one that runs, {SKIP_HINT}"
         );
     }
-    url
 }
 
 /// PING over a plain connection, bounded in time, so a missing Redis fails the test at once
