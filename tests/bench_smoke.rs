@@ -370,8 +370,10 @@ async fn chat_scenario_stores_and_delivers_sqlite() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    im_skip_services,
+    ignore = "needs PostgreSQL: IM_TEST_SKIP_SERVICES is set"
+)]
 async fn chat_scenario_stores_and_delivers_postgres() {
-    if let Some(backend) = Backend::postgres() {
-        chat_scenario(backend).await;
-    }
+    chat_scenario(Backend::postgres()).await;
 }

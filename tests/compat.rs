@@ -11,11 +11,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use common::{Backend, TestServer};
-use diesel_async::SimpleAsyncConnection;
-use im_server::domain::events::DomainEvent;
-use im_server::domain::rbac::role;
-use im_server::store;
-use serde_json::Value;
+use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 /// Every scenario of suite.js; `ban` and `muted` change the demo data for good, so they run last.
@@ -78,53 +74,32 @@ async fn run_suite(server: &TestServer, client: &str, transport: &str, scenarios
     }
 }
 
-/// Changes the suite asks for behind the clients' backs, as the admin routes would make them.
+/// Changes the suite asks for behind the clients' backs, made through the admin routes as an
+/// administrator would make them, so that what the clients see is what the routes do.
 async fn answer_hook(server: &TestServer, name: &str, args: &Value) {
-    let app = &server.app;
-    let mut conn = app.db.get().await.expect("connection");
-    let id = |key: &str| {
-        args[key]
-            .as_i64()
-            .and_then(|id| i32::try_from(id).ok())
-            .expect("an id")
-    };
-    match name {
-        "ban" | "mute-user" => {
-            let user_id = id("userId");
-            let key = if name == "ban" {
-                role::DISABLED
-            } else {
-                role::MUTE
-            };
-            let role = store::rbac::find_role_by_key(&mut conn, key)
-                .await
-                .expect("role lookup")
-                .expect("built-in role");
-            store::rbac::set_user_roles(&mut conn, user_id, &[role.id])
-                .await
-                .expect("roles set");
-            if name == "ban" {
-                app.sessions
-                    .revoke_user(user_id)
-                    .await
-                    .expect("sessions revoked");
-            }
-            let _ = app.events.send(DomainEvent::AccessChanged { user_id });
-        }
-        "mute-group" | "disable-group" => {
-            let group_id = id("groupId");
-            let column = if name == "mute-group" {
-                "mute"
-            } else {
-                "disabled"
-            };
-            let sql = format!("UPDATE groups SET {column} = TRUE WHERE id = {group_id}");
-            let conn = &mut conn;
-            im_server::db_run!(conn: { conn.batch_execute(&sql).await.expect("group changed") });
-            let _ = app.events.send(DomainEvent::GroupChanged { group_id });
-        }
+    let id = |key: &str| args[key].as_i64().expect("an id");
+    let (route, body) = match name {
+        "ban" => (
+            "/api/v1/admin/users/disabled",
+            json!({"id": id("userId"), "disabled": true}),
+        ),
+        "mute-user" => (
+            "/api/v1/admin/users/mute",
+            json!({"id": id("userId"), "mute": true}),
+        ),
+        "mute-group" => (
+            "/api/v1/admin/groups/mute",
+            json!({"id": id("groupId"), "mute": true}),
+        ),
+        "disable-group" => (
+            "/api/v1/admin/groups/disabled",
+            json!({"id": id("groupId"), "disabled": true}),
+        ),
         other => panic!("unknown hook {other}"),
-    }
+    };
+    let admin = server.logged_in("admin").await;
+    let reply = admin.put(route, &body).await;
+    assert_eq!(reply["statusCode"], "0", "{name} through {route}: {reply}");
 }
 
 async fn sio2_websocket(backend: Backend) {
@@ -183,6 +158,7 @@ async fn weapp_websocket(backend: Backend) {
 }
 
 on_both_backends!(
+    services:
     sio2_websocket,
     sio2_polling,
     sio2_upgrade,

@@ -17,12 +17,12 @@ use diesel::QueryableByName;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use serde_json::{Value, json};
 
-/// PostgreSQL and Redis of the test machine, or `None` outside CI when they are not configured.
-fn services() -> Option<(String, String)> {
-    let Some(Backend::Postgres(pg)) = Backend::postgres() else {
-        return None;
+/// PostgreSQL and Redis of the test machine (failing, with what to start, when either is down).
+fn services() -> (String, String) {
+    let Backend::Postgres(pg) = Backend::postgres() else {
+        unreachable!("Backend::postgres is PostgreSQL")
     };
-    Some((pg, redis_url()?))
+    (pg, redis_url())
 }
 
 /// The demo group 谈笑有鸿儒's conversation, where the clients talk.
@@ -31,10 +31,12 @@ const ROOM: i32 = 27;
 const PRESENCE_TTL: u64 = 3;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    im_skip_services,
+    ignore = "needs PostgreSQL, Redis, nginx and Node: IM_TEST_SKIP_SERVICES is set"
+)]
 async fn a_session_made_on_one_process_works_on_the_others() {
-    let Some((pg, redis)) = services() else {
-        return;
-    };
+    let (pg, redis) = services();
     let cluster = Cluster::start(&pg, &redis, 3).await;
 
     // Log in through nginx; the cookie then opens every process.
@@ -83,10 +85,12 @@ async fn a_session_made_on_one_process_works_on_the_others() {
 /// message sent through any process reaches every member's sockets on all of them and is
 /// stored; presence is heard and listed across processes; a ban drops sockets everywhere.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    im_skip_services,
+    ignore = "needs PostgreSQL, Redis, nginx and Node: IM_TEST_SKIP_SERVICES is set"
+)]
 async fn sockets_messages_presence_and_bans_cross_processes() {
-    let Some((pg, redis)) = services() else {
-        return;
-    };
+    let (pg, redis) = services();
     let cluster = Cluster::start(&pg, &redis, 3).await;
     let combinations = [
         ("sio2", "websocket"),
@@ -106,7 +110,10 @@ async fn sockets_messages_presence_and_bans_cross_processes() {
             "spread",
             &config,
             Duration::from_secs(60),
-            async |name, _| panic!("no hook expected, got {name}"),
+            async |name, args| {
+                assert_eq!(name, "presence-recorded", "unknown hook");
+                wait_for_presence(&cluster, args).await;
+            },
         )
         .await;
         let figures = result.figures.expect("figures");
@@ -133,14 +140,45 @@ async fn sockets_messages_presence_and_bans_cross_processes() {
     assert_no_panic(&cluster);
 }
 
+/// Returns once Redis records `args.sockets` sockets of user `args.userId` (at most 10 s): what
+/// the clients wait for before they check that a second device keeps its user online.
+async fn wait_for_presence(cluster: &Cluster, args: &Value) {
+    let user = args["userId"].as_i64().expect("userId");
+    let wanted = args["sockets"].as_u64().expect("sockets");
+    let key = format!("{}presence:user:{user}", cluster.redis_prefix);
+    let mut redis = redis::Client::open(cluster.redis_url.as_str())
+        .expect("Redis URL")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("Redis connection");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let recorded: u64 = redis::cmd("SCARD")
+            .arg(&key)
+            .query_async(&mut redis)
+            .await
+            .expect("SCARD");
+        if recorded >= wanted {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{key} holds {recorded} sockets after 10 s, not {wanted}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// kill -9 of one process under steady traffic: the other processes' clients notice nothing,
 /// the dead one's reconnect through nginx and fetch what they missed with `since`, no
 /// acknowledged message is missing, and its only-there users go offline after the TTL.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    im_skip_services,
+    ignore = "needs PostgreSQL, Redis, nginx and Node: IM_TEST_SKIP_SERVICES is set"
+)]
 async fn a_process_killed_mid_traffic() {
-    let Some((pg, redis)) = services() else {
-        return;
-    };
+    let (pg, redis) = services();
     let ttl = PRESENCE_TTL.to_string();
     let mut cluster = Cluster::start_with(&pg, &redis, 3, &[("IM_PRESENCE_TTL", &ttl)]).await;
     let mut config = client_config(&cluster);
@@ -166,10 +204,12 @@ async fn a_process_killed_mid_traffic() {
 
 /// Redis (sessions, presence, the Socket.IO adapter) stopped and started again mid-traffic.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    im_skip_services,
+    ignore = "needs PostgreSQL, Redis, nginx and Node: IM_TEST_SKIP_SERVICES is set"
+)]
 async fn redis_restarted_mid_traffic() {
-    let Some((pg, _)) = services() else {
-        return;
-    };
+    let (pg, _) = services();
     let mut redis = PrivateRedis::start();
     let mut cluster = Cluster::start(&pg, &redis.url(), 3).await;
     let mut config = client_config(&cluster);
@@ -197,10 +237,12 @@ async fn redis_restarted_mid_traffic() {
 
 /// PostgreSQL stopped (immediate: as in a crash) and started again mid-traffic.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    im_skip_services,
+    ignore = "needs PostgreSQL, Redis, nginx and Node: IM_TEST_SKIP_SERVICES is set"
+)]
 async fn postgres_restarted_mid_traffic() {
-    let Some((_, redis)) = services() else {
-        return;
-    };
+    let (_, redis) = services();
     let postgres = PrivatePostgres::start();
     let mut cluster = Cluster::start(&postgres.url(), &redis, 3).await;
     let mut config = client_config(&cluster);
@@ -227,6 +269,10 @@ async fn postgres_restarted_mid_traffic() {
 /// answers) under a warm pool: every request gets a 503 within seconds, never a hang, and
 /// service resumes by itself once it answers again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    im_skip_services,
+    ignore = "needs PostgreSQL's server binaries: IM_TEST_SKIP_SERVICES is set"
+)]
 async fn a_frozen_postgres_gives_errors_not_hangs() {
     let postgres = PrivatePostgres::start();
     let server = TestServer::start(Backend::Postgres(postgres.url())).await;

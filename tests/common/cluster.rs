@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
-use super::{Client, new_pg_database, unique_prefix};
+use super::{Client, SKIP_HINT, new_pg_database, unique_prefix};
 
 pub struct Cluster {
     /// nginx's address: what clients use.
@@ -248,7 +248,9 @@ fn start_nginx(dir: &std::path::Path, port: u16, processes: &[Process]) -> Child
     let nginx = ["/usr/sbin/nginx", "nginx"]
         .into_iter()
         .find(|candidate| Command::new(candidate).arg("-v").output().is_ok())
-        .expect("nginx installed (Debian package nginx; .ci/run installs it)");
+        .unwrap_or_else(|| {
+            panic!("nginx does not run: install it (Debian package nginx-light; .ci/run does), {SKIP_HINT}")
+        });
     Command::new(nginx)
         .arg("-c")
         .arg(&path)
@@ -333,7 +335,12 @@ impl PrivateRedis {
             .stdout(log)
             .stderr(Stdio::null())
             .spawn()
-            .expect("redis-server installed (Debian package redis-server)");
+            .unwrap_or_else(|e| {
+                panic!(
+                    "redis-server does not run ({e}): install it (Debian package redis-server), \
+                     {SKIP_HINT}"
+                )
+            });
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         while !self.answers() {
@@ -375,13 +382,23 @@ pub struct PrivatePostgres {
     pub port: u16,
     dir: tempfile::TempDir,
     as_root: bool,
+    /// Where initdb and pg_ctl are, found before anything is started, so that dropping a
+    /// half-started server never has to look (a panic in a destructor aborts the test binary).
+    bin: PathBuf,
 }
 
 /// The server binaries of the newest PostgreSQL installed the Debian way
-/// (`/usr/lib/postgresql/<version>/bin`).
-fn pg_bin() -> PathBuf {
-    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
-        .expect("PostgreSQL server binaries under /usr/lib/postgresql (Debian package postgresql)")
+/// (`/usr/lib/postgresql/<version>/bin`), or what to install.
+fn pg_bin() -> Result<PathBuf, String> {
+    let missing = || {
+        format!(
+            "PostgreSQL's server binaries (initdb, pg_ctl) are not under \
+             /usr/lib/postgresql/<version>/bin: install them (Debian package postgresql), \
+             {SKIP_HINT}"
+        )
+    };
+    let entries = std::fs::read_dir("/usr/lib/postgresql").map_err(|_| missing())?;
+    let mut versions: Vec<(u32, PathBuf)> = entries
         .filter_map(Result::ok)
         .filter_map(|entry| {
             let version = entry.file_name().to_str()?.parse().ok()?;
@@ -390,10 +407,7 @@ fn pg_bin() -> PathBuf {
         })
         .collect();
     versions.sort();
-    versions
-        .pop()
-        .map(|(_, bin)| bin)
-        .expect("initdb under /usr/lib/postgresql/<version>/bin")
+    versions.pop().map(|(_, bin)| bin).ok_or_else(missing)
 }
 
 impl PrivatePostgres {
@@ -403,10 +417,12 @@ impl PrivatePostgres {
             .arg("-u")
             .output()
             .is_ok_and(|out| out.stdout.trim_ascii() == b"0");
+        let bin = pg_bin().unwrap_or_else(|message| panic!("{message}"));
         let pg = PrivatePostgres {
             port: free_port(),
             dir,
             as_root,
+            bin,
         };
         if as_root {
             let status = Command::new("chown")
@@ -501,7 +517,7 @@ impl PrivatePostgres {
     }
 
     fn run(&self, program: &str, args: &[&str]) {
-        let path = pg_bin().join(program).display().to_string();
+        let path = self.bin.join(program).display().to_string();
         let output = if self.as_root {
             Command::new("runuser")
                 .args(["-u", "postgres", "--", &path])
@@ -523,7 +539,7 @@ impl PrivatePostgres {
 impl Drop for PrivatePostgres {
     fn drop(&mut self) {
         let data = self.data();
-        let path = pg_bin().join("pg_ctl").display().to_string();
+        let path = self.bin.join("pg_ctl").display().to_string();
         let mut command = if self.as_root {
             let mut c = Command::new("runuser");
             c.args(["-u", "postgres", "--", &path]);

@@ -22,32 +22,60 @@ pub enum Backend {
     Postgres(String),
 }
 
+/// The PostgreSQL of the tests when `IM_TEST_POSTGRES_URL` is unset.
+pub const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432";
+/// The Redis of the tests when `IM_TEST_REDIS_URL` is unset.
+pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379";
+
+/// What a test that found a service missing says besides what to start: how to skip on purpose.
+pub const SKIP_HINT: &str = "or set IM_TEST_SKIP_SERVICES=1 to mark the tests that need \
+     services as ignored (cargo rebuilds the tests when it changes)";
+
 impl Backend {
-    /// PostgreSQL when `IM_TEST_POSTGRES_URL` is set (e.g. `postgres://postgres@127.0.0.1:5432`).
-    /// In CI it must be: a PostgreSQL test that cannot run is a failure there, not a skip.
-    pub fn postgres() -> Option<Backend> {
-        match std::env::var("IM_TEST_POSTGRES_URL") {
-            Ok(url) if !url.is_empty() => {
-                Some(Backend::Postgres(url.trim_end_matches('/').to_owned()))
-            }
-            _ if std::env::var_os("CI").is_some() => {
-                panic!(
-                    "IM_TEST_POSTGRES_URL must be set in CI: PostgreSQL tests may not be skipped"
-                )
-            }
-            _ => {
-                eprintln!(
-                    "IM_TEST_POSTGRES_URL unset: PostgreSQL variant not run (.ci/run runs it)"
-                );
-                None
-            }
-        }
+    /// The PostgreSQL of the tests: `IM_TEST_POSTGRES_URL`, or the default local server. Whether
+    /// it answers shows when a test creates its database (see [`new_pg_database`]): a test that
+    /// cannot reach it fails, for a skip has to be asked for (`IM_TEST_SKIP_SERVICES`).
+    pub fn postgres() -> Backend {
+        Backend::Postgres(service_url("IM_TEST_POSTGRES_URL", DEFAULT_POSTGRES_URL))
     }
 }
 
-/// Runs each named `async fn(Backend)` as two tests: `sqlite::name` and `postgres::name`.
+/// `variable`, or `default` when it is unset or empty.
+fn service_url(variable: &str, default: &str) -> String {
+    match std::env::var(variable) {
+        Ok(url) if !url.trim().is_empty() => url.trim().trim_end_matches('/').to_owned(),
+        _ => default.to_owned(),
+    }
+}
+
+/// Runs each named `async fn(Backend)` as two tests: `sqlite::name` and `postgres::name`. The
+/// PostgreSQL variants are ignored when `IM_TEST_SKIP_SERVICES` is set (see build.rs); with
+/// `services:` first, the SQLite variants too, for tests that need another service (Redis, Node).
 #[macro_export]
 macro_rules! on_both_backends {
+    (services: $($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                #[cfg_attr(im_skip_services, ignore = "needs services: IM_TEST_SKIP_SERVICES is set")]
+                async fn $name() {
+                    super::$name($crate::common::Backend::Sqlite).await
+                }
+            )*
+        }
+        $crate::on_both_backends!(@postgres $($name),*);
+    };
+    (@postgres $($name:ident),*) => {
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                #[cfg_attr(im_skip_services, ignore = "needs PostgreSQL: IM_TEST_SKIP_SERVICES is set")]
+                async fn $name() {
+                    super::$name($crate::common::Backend::postgres()).await
+                }
+            )*
+        }
+    };
     ($($name:ident),* $(,)?) => {
         mod sqlite {
             $(
@@ -57,16 +85,7 @@ macro_rules! on_both_backends {
                 }
             )*
         }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    if let Some(backend) = $crate::common::Backend::postgres() {
-                        super::$name(backend).await
-                    }
-                }
-            )*
-        }
+        $crate::on_both_backends!(@postgres $($name),*);
     };
 }
 
@@ -208,9 +227,14 @@ pub async fn new_pg_database(server: &str) -> String {
         DATABASES.fetch_add(1, Ordering::Relaxed),
         rand_suffix()
     );
-    let mut admin = AsyncPgConnection::establish(&format!("{server}/postgres"))
-        .await
-        .expect("IM_TEST_POSTGRES_URL reachable");
+    let mut admin = match AsyncPgConnection::establish(&format!("{server}/postgres")).await {
+        Ok(admin) => admin,
+        Err(e) => panic!(
+            "PostgreSQL is not reachable at {server} ({e}). Start it (e.g. \
+             `pg_ctlcluster 15 main start`; .ci/run starts it), set IM_TEST_POSTGRES_URL to \
+             one that runs, {SKIP_HINT}"
+        ),
+    };
     admin
         .batch_execute(&format!("CREATE DATABASE {name}"))
         .await
@@ -333,18 +357,35 @@ pub fn assert_no_password(value: &Value) {
     }
 }
 
-/// The Redis of the tests, from `IM_TEST_REDIS_URL` (e.g. `redis://127.0.0.1:6379`); required in CI.
-pub fn redis_url() -> Option<String> {
-    match std::env::var("IM_TEST_REDIS_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ if std::env::var_os("CI").is_some() => {
-            panic!("IM_TEST_REDIS_URL must be set in CI: Redis tests may not be skipped")
-        }
-        _ => {
-            eprintln!("IM_TEST_REDIS_URL unset: Redis test not run (.ci/run runs it)");
-            None
-        }
+/// The Redis of the tests: `IM_TEST_REDIS_URL`, or the default local server. Fails, saying what
+/// to start, unless it answers PING.
+pub fn redis_url() -> String {
+    let url = service_url("IM_TEST_REDIS_URL", DEFAULT_REDIS_URL);
+    require_redis(&url);
+    url
+}
+
+/// Fails, saying what to start, unless the Redis at `url` answers PING.
+pub fn require_redis(url: &str) {
+    if let Err(e) = ping_redis(url) {
+        panic!(
+            "Redis is not reachable at {url} ({e}). Start it (e.g. `redis-server --daemonize yes`; \
+             .ci/run starts it), set IM_TEST_REDIS_URL to one that runs, {SKIP_HINT}"
+        );
     }
+}
+
+/// PING over a plain connection, bounded in time, so a missing Redis fails the test at once
+/// instead of in whatever the server does first.
+fn ping_redis(url: &str) -> Result<(), String> {
+    let client = redis::Client::open(url).map_err(|e| e.to_string())?;
+    let mut conn = client
+        .get_connection_with_timeout(std::time::Duration::from_secs(5))
+        .map_err(|e| e.to_string())?;
+    redis::cmd("PING")
+        .query::<String>(&mut conn)
+        .map(drop)
+        .map_err(|e| e.to_string())
 }
 
 /// A Redis key prefix no other test uses.
@@ -362,6 +403,9 @@ pub fn compat_dir() -> std::path::PathBuf {
 pub fn ensure_node_modules() {
     static INSTALL: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
     let mut installed = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
+    if !*installed {
+        require_node();
+    }
     if *installed || compat_dir().join("node_modules/sio4").exists() {
         *installed = true;
         return;
@@ -370,7 +414,20 @@ pub fn ensure_node_modules() {
         .args(["ci", "--no-audit", "--no-fund"])
         .current_dir(compat_dir())
         .status()
-        .expect("npm runs (Node.js is needed for the Socket.IO client suites)");
+        .unwrap_or_else(|e| {
+            panic!("npm does not run ({e}): install Node.js 20 or later with npm, {SKIP_HINT}")
+        });
     assert!(status.success(), "npm ci in tests/compat failed");
     *installed = true;
+}
+
+/// Fails, saying what to install, unless `node` runs.
+pub fn require_node() {
+    let version = std::process::Command::new("node").arg("--version").output();
+    if !version.is_ok_and(|out| out.status.success()) {
+        panic!(
+            "node does not run: the Socket.IO client suites need Node.js 20 or later \
+             (Debian package nodejs), {SKIP_HINT}"
+        );
+    }
 }

@@ -287,9 +287,10 @@ async function spread() {
   const laptop = await connect(lib, transport, PROCS[0], member4);
   // The server records a socket's presence just after it sends the CONNECT packet: closing the
   // phone in that moment makes the friends hear offline, then online (the server re-reads the
-  // register before announcing, so the last word is the right one). Give the record time to
-  // land: what is checked here is that a second device keeps its user online, silently.
-  await sleep(300);
+  // register before announcing, so the last word is the right one). The Rust side answers this
+  // hook once Redis holds both devices: what is checked here is that a second device keeps its
+  // user online, silently.
+  await hook('presence-recorded', { userId: ID.member4, sockets: 2 });
   const quiet = Promise.all(userSockets.map((socket) => silence(socket, ONLINE, isMember4, 800)));
   phone.close();
   await quiet;
