@@ -182,36 +182,41 @@ async fn failed_logins_are_limited_per_account_but_not_from_the_owners_address()
 }
 
 /// The time of `rounds` log-ins of each kind, interleaved so that the machine's load weighs on
-/// both alike; their medians must differ by less than a quarter of a password check.
+/// both alike; the fastest of each must differ by less than a third of a password check
+/// (before the dummy hash: 1.4 ms against 27.5 ms).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unknown_name_takes_as_long_as_a_wrong_password() {
     let server = TestServer::start(Backend::Sqlite).await;
     let client = server.client();
-    let rounds = 15;
+    let rounds = 30;
     let (mut unknown, mut wrong) = (Vec::new(), Vec::new());
     for round in 0..rounds {
-        let started = Instant::now();
-        login(&client, &format!("no-such-user-{round}"), "123456")
-            .await
-            .assert_refused("用户名错误");
-        unknown.push(started.elapsed());
-        let started = Instant::now();
-        login(&client, "user", "not-the-password")
-            .await
-            .assert_refused("密码错误");
-        wrong.push(started.elapsed());
+        // Each kind goes first every other round, so that neither pays for coming second.
+        for kind in [round % 2, 1 - round % 2] {
+            let started = Instant::now();
+            if kind == 0 {
+                login(&client, &format!("no-such-user-{round}"), "123456")
+                    .await
+                    .assert_refused("用户名错误");
+                unknown.push(started.elapsed());
+            } else {
+                login(&client, "user", "not-the-password")
+                    .await
+                    .assert_refused("密码错误");
+                wrong.push(started.elapsed());
+            }
+        }
     }
-    let median = |times: &mut Vec<Duration>| {
-        times.sort();
-        times[times.len() / 2]
-    };
-    let (unknown, wrong) = (median(&mut unknown), median(&mut wrong));
+    // The fastest of each: load on a shared machine only ever adds time, so the minimum is
+    // the cost of the request itself (medians moved by ±25 % between runs on 2 busy cores).
+    let fastest = |times: &[Duration]| times.iter().copied().min().expect("rounds ran");
+    let (unknown, wrong) = (fastest(&unknown), fastest(&wrong));
     let gap = unknown.abs_diff(wrong);
-    eprintln!("median log-in: unknown name {unknown:?}, wrong password {wrong:?}, gap {gap:?}");
+    eprintln!("fastest log-in: unknown name {unknown:?}, wrong password {wrong:?}, gap {gap:?}");
     // A password check is argon2: milliseconds, not microseconds, or this proves nothing.
     assert!(wrong > Duration::from_millis(5), "{wrong:?}");
     assert!(
-        gap * 4 < wrong,
+        gap * 3 < wrong,
         "unknown {unknown:?} against wrong {wrong:?}"
     );
 }

@@ -192,10 +192,13 @@ async fn check_credentials(
     let mut conn = app.db.get().await?;
     let user = store::accounts::find_user_by_username(&mut conn, username).await?;
     drop(conn);
-    let known = match &user {
-        Some(user) => app.limits.knows(user.id, client).await?,
-        None => false,
-    };
+    // Asked for an unknown name too (of a user id that never exists), so that both cost the
+    // same round trip.
+    let known = app
+        .limits
+        .knows(user.as_ref().map_or(0, |user| user.id), client)
+        .await?
+        && user.is_some();
     let on_account = if known {
         None
     } else {
