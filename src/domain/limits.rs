@@ -141,7 +141,7 @@ pub trait LimitStore: Send + Sync + 'static {
 pub enum Taken {
     /// Room for more.
     Some,
-    /// That was the last of the allowance: the next take is refused (logged once, here).
+    /// That was the last of the allowance: a take as large is refused (logged once, here).
     Last,
 }
 
@@ -152,8 +152,8 @@ fn span_ns(count: u64, window: Duration, cost: u64) -> u64 {
 }
 
 /// One step of GCRA: the new theoretical arrival time of a key whose allowance is whole again
-/// at `tat` (all times in nanoseconds on one clock) and whether one more would still fit, or
-/// how long until `cost` fits.
+/// at `tat` (all times in nanoseconds on one clock) and whether as much again would still fit,
+/// or how long until `cost` fits.
 fn advance(
     tat: u64,
     now: u64,
@@ -167,7 +167,7 @@ fn advance(
     if ahead > window_ns {
         return Err(ahead - window_ns);
     }
-    let taken = if ahead.saturating_add(span_ns(count, window, 1)) > window_ns {
+    let taken = if ahead.saturating_add(span_ns(count, window, cost)) > window_ns {
         Taken::Last
     } else {
         Taken::Some

@@ -20,8 +20,8 @@ pub struct RedisLimits {
     give_back: redis::Script,
 }
 
-/// KEYS: the count. ARGV: cost, window (µs), count. Returns 0 when taken, -1 when taken and no
-/// more is left, else the wait in µs.
+/// KEYS: the count. ARGV: cost, window (µs), count. Returns 0 when taken, -1 when taken and as
+/// much again would not fit, else the wait in µs.
 /// Lua numbers are doubles: microseconds since 1970 (~1.8e15) stay exact below 2^53.
 const TAKE: &str = r"
 local t = redis.call('TIME')
@@ -29,11 +29,12 @@ local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local tat = tonumber(redis.call('GET', KEYS[1]) or now)
 if tat < now then tat = now end
 local window = tonumber(ARGV[2])
-local next = tat + tonumber(ARGV[1]) * window / tonumber(ARGV[3])
+local span = tonumber(ARGV[1]) * window / tonumber(ARGV[3])
+local next = tat + span
 local ahead = next - now
 if ahead > window then return math.ceil(ahead - window) end
 redis.call('SET', KEYS[1], string.format('%.0f', next), 'PX', math.max(1, math.ceil(ahead / 1000)))
-if ahead + window / tonumber(ARGV[3]) > window then return -1 end
+if ahead + span > window then return -1 end
 return 0";
 
 /// KEYS: the count. ARGV: cost, window (µs), count.
