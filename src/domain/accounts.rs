@@ -135,7 +135,7 @@ pub async fn prepare_dummy_hash() -> Result<(), DomainError> {
     .await
 }
 
-/// The stored hash to check a log-in against: the user's argon2 hash, or the dummy one.
+/// The user's stored hash to check a log-in against; `None`: check the dummy one instead.
 fn hash_to_check(user: Option<&User>) -> Option<String> {
     match user.and_then(|user| user.password.as_deref()) {
         Some(stored) if !stored.is_empty() => Some(stored.to_owned()),
