@@ -9,6 +9,8 @@
 # Environment: BIN (default $CARGO_TARGET_DIR/release, else target/release), PORT (7001), BENCH_USERS (20000), GROUP_SIZE (100),
 # PG_URL (postgres://postgres@127.0.0.1:5432), SERVER_LOG (where the server's log is kept),
 # SERVER_WRAP (a command the server runs under, e.g. "valgrind --tool=callgrind" for a profile).
+# The server's rate limits on log-ins and messages are off (IM_LIMIT_*=off, unless set): one
+# loopback address logs thousands of users in, and each bench user sends faster than a person.
 # Build first: cargo build --release --workspace
 set -euo pipefail
 
@@ -58,6 +60,8 @@ esac
 
 "$bin/im-server" seed --bench-users "${BENCH_USERS:-20000}" --group-size "${GROUP_SIZE:-100}" >&2
 ulimit -n 20000 2>/dev/null || echo "note: ulimit -n stays $(ulimit -n)" >&2
+export IM_LIMIT_LOGIN_ADDRESS=${IM_LIMIT_LOGIN_ADDRESS:-off} IM_LIMIT_LOGIN_ACCOUNT=${IM_LIMIT_LOGIN_ACCOUNT:-off}
+export IM_LIMIT_MESSAGE_SOCKET=${IM_LIMIT_MESSAGE_SOCKET:-off} IM_LIMIT_MESSAGE_USER=${IM_LIMIT_MESSAGE_USER:-off}
 IM_BIND="127.0.0.1:$port" IM_PUBLIC_DIR="$work/public" RUST_LOG=${RUST_LOG:-warn} \
     ${SERVER_WRAP:-} "$bin/im-server" serve >"${SERVER_LOG:-$work/server.log}" 2>&1 &
 server=$!

@@ -15,10 +15,12 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::config::{Config, redact_url};
+use crate::domain::limits::{LimitStore, Limits};
 use crate::domain::message_writer::MessageWriter;
 use crate::domain::presence::{MemoryPresence, PresenceRegister};
-use crate::domain::{events, rbac, seed};
+use crate::domain::{accounts, events, rbac, seed};
 use crate::session::SessionStore;
+use crate::session::limits::RedisLimits;
 use crate::session::memory::MemorySessions;
 use crate::session::presence::RedisPresence;
 use crate::session::redis::RedisSessions;
@@ -39,6 +41,9 @@ pub struct App {
     pub messages: MessageWriter,
     /// Users' rights, kept briefly: every request and event needs them.
     pub rights: rbac::RightsCache,
+    /// How often clients, accounts, users and sockets may act: in memory, or in Redis for every
+    /// process.
+    pub limits: Arc<Limits>,
 }
 
 /// What to do to the database before serving.
@@ -105,6 +110,11 @@ impl App {
                     Arc::new(MemoryPresence::default()),
                 ),
             };
+        let limit_store = redis.as_ref().map(|redis| {
+            Arc::new(RedisLimits::new(redis.clone(), &config.redis_prefix)) as Arc<dyn LimitStore>
+        });
+        let limits = Arc::new(Limits::new(config.limits.rates(), limit_store));
+        accounts::prepare_dummy_hash().await?;
         let messages = MessageWriter::start(db.clone());
         let events = events::channel();
         Ok(Arc::new(App {
@@ -116,6 +126,7 @@ impl App {
             redis,
             events,
             presence,
+            limits,
         }))
     }
 

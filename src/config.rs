@@ -9,6 +9,8 @@ use std::time::Duration;
 use chrono::FixedOffset;
 use clap::{Parser, ValueEnum};
 
+use crate::domain::limits::{Rate, Rates, parse_rate};
+
 #[derive(Clone, Parser)]
 #[command(name = "im-server", no_binary_name = false)]
 pub struct Config {
@@ -139,6 +141,72 @@ pub struct Config {
     /// The chat robot's optional outside backend.
     #[command(flatten)]
     pub robot: RobotConfig,
+
+    /// Rate limits, counted in Redis for every process when `REDIS_URL` is set.
+    #[command(flatten)]
+    pub limits: LimitConfig,
+}
+
+/// Rate limits, each `COUNT/WINDOW` (`20/10m`; counts of bytes may say `K`, `M`, `G`) or `off`.
+/// A limit allows its whole count at once, then one more each `WINDOW / COUNT`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LimitConfig {
+    /// Failed log-ins from one client address (an IPv6 client: its /64), whatever the account;
+    /// then HTTP 429 with `Retry-After`.
+    #[arg(long = "limit-login-address", env = "IM_LIMIT_LOGIN_ADDRESS", default_value = "20/10m",
+          value_parser = parse_rate, global = true)]
+    pub login_address: Rate,
+
+    /// Failed log-ins to one account from addresses it has not logged in from in the last 30
+    /// days (the owner's usual addresses are limited only by the per-address limit).
+    #[arg(long = "limit-login-account", env = "IM_LIMIT_LOGIN_ACCOUNT", default_value = "10/10m",
+          value_parser = parse_rate, global = true)]
+    pub login_account: Rate,
+
+    /// Sign-ups from one client address.
+    #[arg(long = "limit-signup-address", env = "IM_LIMIT_SIGNUP_ADDRESS", default_value = "10/1h",
+          value_parser = parse_rate, global = true)]
+    pub signup_address: Rate,
+
+    /// Messages sent on one socket.
+    #[arg(long = "limit-message-socket", env = "IM_LIMIT_MESSAGE_SOCKET", default_value = "30/10s",
+          value_parser = parse_rate, global = true)]
+    pub message_socket: Rate,
+
+    /// Messages sent by one user, all their sockets together.
+    #[arg(long = "limit-message-user", env = "IM_LIMIT_MESSAGE_USER", default_value = "60/30s",
+          value_parser = parse_rate, global = true)]
+    pub message_user: Rate,
+
+    /// Bytes uploaded by one user (at least `IM_UPLOAD_MAX` per window).
+    #[arg(long = "limit-upload-user", env = "IM_LIMIT_UPLOAD_USER", default_value = "64M/1h",
+          value_parser = parse_rate, global = true)]
+    pub upload_user: Rate,
+}
+
+impl LimitConfig {
+    pub fn rates(&self) -> Rates {
+        Rates {
+            login_address: self.login_address,
+            login_account: self.login_account,
+            signup_address: self.signup_address,
+            message_socket: self.message_socket,
+            message_user: self.message_user,
+            upload_user: self.upload_user,
+        }
+    }
+
+    /// Every limit off: for tests and benchmarks that are not about limits.
+    pub fn off() -> LimitConfig {
+        LimitConfig {
+            login_address: Rate::Off,
+            login_account: Rate::Off,
+            signup_address: Rate::Off,
+            message_socket: Rate::Off,
+            message_user: Rate::Off,
+            upload_user: Rate::Off,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -175,6 +243,14 @@ impl Config {
                 .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
         {
             return Err("IM_COOKIE_NAME must be letters, digits, '_' or '-'".into());
+        }
+        if let Rate::Every { count, .. } = self.limits.upload_user
+            && count < self.upload_max as u64
+        {
+            return Err(format!(
+                "IM_LIMIT_UPLOAD_USER ({}) must allow at least IM_UPLOAD_MAX ({} bytes) per window",
+                self.limits.upload_user, self.upload_max
+            ));
         }
         Ok(())
     }
@@ -227,6 +303,7 @@ impl fmt::Debug for Config {
             .field("github_api_url", &self.github_api_url)
             .field("log_format", &self.log_format)
             .field("robot", &self.robot)
+            .field("limits", &self.limits)
             .finish()
     }
 }
@@ -319,5 +396,27 @@ mod tests {
         assert_eq!(config.cookie_name, "IM_SESS");
         assert_eq!(config.upload_max, 3 * 1024 * 1024);
         assert!(config.validate().is_ok());
+        assert_eq!(
+            config.limits.login_address,
+            Rate::every(20, Duration::from_secs(600))
+        );
+        assert_eq!(
+            config.limits.upload_user,
+            Rate::every(64 << 20, Duration::from_secs(3600))
+        );
+    }
+
+    #[test]
+    fn limits_are_checked() {
+        let parse = |args: &[&str]| {
+            Config::try_parse_from(["im-server"].iter().chain(args))
+                .map_err(|e| e.to_string())
+                .and_then(|c| c.validate().map(|()| c))
+        };
+        assert!(parse(&["--limit-login-address", "20/fortnight"]).is_err());
+        assert!(parse(&["--limit-message-user", "0/1s"]).is_err());
+        assert!(parse(&["--limit-upload-user", "1M/1h"]).is_err());
+        let off = parse(&["--limit-message-user", "off"]).unwrap();
+        assert_eq!(off.limits.message_user, Rate::Off);
     }
 }

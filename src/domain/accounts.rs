@@ -1,5 +1,6 @@
 //! Accounts: sign-up, log-in (with the legacy-hash upgrade), log-out, and who the current user is.
 
+use std::net::IpAddr;
 use std::sync::LazyLock;
 
 use rand::Rng;
@@ -100,19 +101,6 @@ pub async fn hash_password(password: &str) -> Result<String, DomainError> {
         .map_err(|e| DomainError::Internal(format!("hashing failed: {e}")))
 }
 
-async fn verify_password(
-    stored: &str,
-    password: &str,
-    legacy_secret: &str,
-) -> Result<Verdict, DomainError> {
-    let (stored, password, secret) = (
-        stored.to_owned(),
-        password.to_owned(),
-        legacy_secret.to_owned(),
-    );
-    run_hashing(move || password::verify(&password, &stored, &secret)).await
-}
-
 async fn identity(
     conn: &mut DbConn,
     user_id: i32,
@@ -127,18 +115,116 @@ async fn identity(
     })
 }
 
-/// Checks a username and password and opens a session.
-pub async fn login(app: &App, username: &str, password: &str) -> Result<Identity, DomainError> {
+/// An argon2 hash of a password nobody has, with the parameters of every real hash: a log-in to
+/// a name that does not exist (or to an account without a password) is checked against it, so
+/// that it takes as long as a wrong password and the answer's timing does not tell which names
+/// exist.
+static DUMMY_HASH: LazyLock<Option<String>> = LazyLock::new(|| {
+    let unguessable = crate::session::new_session_id();
+    password::hash(&unguessable)
+        .inspect_err(|error| tracing::error!(%error, "cannot make the dummy password hash"))
+        .ok()
+});
+
+/// Makes the dummy hash now, so that the first log-in to an unknown name is not the one slow
+/// enough to tell.
+pub async fn prepare_dummy_hash() -> Result<(), DomainError> {
+    run_hashing(|| {
+        LazyLock::force(&DUMMY_HASH);
+    })
+    .await
+}
+
+/// The user's stored hash to check a log-in against; `None`: check the dummy one instead.
+fn hash_to_check(user: Option<&User>) -> Option<String> {
+    match user.and_then(|user| user.password.as_deref()) {
+        Some(stored) if !stored.is_empty() => Some(stored.to_owned()),
+        _ => None,
+    }
+}
+
+/// Checks a username and password from `client` and opens a session.
+///
+/// Failed log-ins are limited per client address and, from addresses the account has not
+/// logged in from lately, per account (see [`super::limits`]). The allowances are taken before
+/// the password is checked, so parallel guesses cannot all slip in before the first failure is
+/// counted, and given back when the password was right.
+pub async fn login(
+    app: &App,
+    username: &str,
+    password: &str,
+    client: IpAddr,
+) -> Result<Identity, DomainError> {
+    let on_address = app.limits.take_login_address(client).await?;
+    let checked = check_credentials(app, username, password, client).await;
+    let (user, on_account) = match checked {
+        Ok(Checked::Right { user, on_account }) => (user, on_account),
+        Ok(Checked::Wrong(error)) => return Err(error),
+        Err(error) => {
+            // Refused by the account's limit, or a fault: no guess was made.
+            app.limits.give_back(on_address).await;
+            return Err(error);
+        }
+    };
+    app.limits.give_back(on_address).await;
+    app.limits.give_back(on_account).await;
+    app.limits.learn(user.id, client).await;
     let mut conn = app.db.get().await?;
-    let user = store::accounts::find_user_by_username(&mut conn, username)
+    open_session(app, &mut conn, &user).await
+}
+
+/// How a password check came out, once the limits let it happen.
+enum Checked {
+    Right {
+        user: User,
+        on_account: Option<super::limits::Charge>,
+    },
+    /// A wrong name or password: the allowances taken stay taken.
+    Wrong(DomainError),
+}
+
+async fn check_credentials(
+    app: &App,
+    username: &str,
+    password: &str,
+    client: IpAddr,
+) -> Result<Checked, DomainError> {
+    let mut conn = app.db.get().await?;
+    let user = store::accounts::find_user_by_username(&mut conn, username).await?;
+    drop(conn);
+    // Asked for an unknown name too (of a user id that never exists), so that both cost the
+    // same round trip.
+    let known = app
+        .limits
+        .knows(user.as_ref().map_or(0, |user| user.id), client)
         .await?
-        .ok_or_else(|| DomainError::rejected("用户名错误"))?;
-    let stored = user.password.as_deref().unwrap_or_default();
-    match verify_password(stored, password, &app.config.legacy_secret).await? {
-        Verdict::Mismatch => return Err(DomainError::rejected("密码错误")),
+        && user.is_some();
+    let on_account = if known {
+        None
+    } else {
+        app.limits.take_login_account(username).await?
+    };
+    let stored = hash_to_check(user.as_ref());
+    let verdict = {
+        let (password, secret) = (password.to_owned(), app.config.legacy_secret.clone());
+        run_hashing(move || match stored.as_deref().or(DUMMY_HASH.as_deref()) {
+            Some(stored) => password::verify(&password, stored, &secret),
+            None => Verdict::Mismatch,
+        })
+        .await?
+    };
+    let Some(user) = user else {
+        return Ok(Checked::Wrong(DomainError::rejected("用户名错误")));
+    };
+    if hash_to_check(Some(&user)).is_none() {
+        return Ok(Checked::Wrong(DomainError::rejected("密码错误")));
+    }
+    match verdict {
+        Verdict::Mismatch => return Ok(Checked::Wrong(DomainError::rejected("密码错误"))),
         Verdict::Match => {}
         Verdict::MatchLegacy => {
             let upgraded = hash_password(password).await?;
+            let mut conn = app.db.get().await?;
             store::accounts::set_password(&mut conn, user.id, &upgraded).await?;
             tracing::info!(
                 user_id = user.id,
@@ -146,7 +232,7 @@ pub async fn login(app: &App, username: &str, password: &str) -> Result<Identity
             );
         }
     }
-    open_session(app, &mut conn, &user).await
+    Ok(Checked::Right { user, on_account })
 }
 
 /// Opens a session for a user whose credentials were checked, if they may log in.
@@ -164,7 +250,30 @@ pub async fn open_session(
 }
 
 /// Creates a local account with role `user`, places it in the first open group, opens a session.
-pub async fn signup(app: &App, username: &str, password: &str) -> Result<Identity, DomainError> {
+/// Sign-ups are limited per client address; one refused for a taken name still counts, so that
+/// sign-up cannot be used to list names at speed.
+pub async fn signup(
+    app: &App,
+    username: &str,
+    password: &str,
+    client: IpAddr,
+) -> Result<Identity, DomainError> {
+    let charge = app.limits.take_signup(client).await?;
+    match create_account(app, username, password).await {
+        Ok(identity) => Ok(identity),
+        Err(error @ DomainError::Rejected(_)) => Err(error),
+        Err(error) => {
+            app.limits.give_back(charge).await;
+            Err(error)
+        }
+    }
+}
+
+async fn create_account(
+    app: &App,
+    username: &str,
+    password: &str,
+) -> Result<Identity, DomainError> {
     let name_len = username.chars().count();
     let password_len = password.chars().count();
     if !(USERNAME_MIN..=USERNAME_MAX).contains(&name_len)

@@ -23,6 +23,9 @@ pub enum DomainError {
     /// Lacking the right a whole area needs (the admin routes).
     #[error("无此权限")]
     Forbidden,
+    /// Too many of these from this client, account or user lately: try again after the wait.
+    #[error("操作过于频繁，请稍后再试")]
+    TooManyRequests(std::time::Duration),
     /// A service the request needs (database, Redis) cannot be reached now.
     #[error("服务暂时不可用，请稍后再试")]
     Unavailable(String),

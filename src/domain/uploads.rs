@@ -3,6 +3,7 @@
 //! folder, and nothing left behind when a request fails half-way.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use rand::RngCore;
 use serde::Serialize;
@@ -11,9 +12,14 @@ use tokio::io::AsyncWriteExt;
 use crate::app::App;
 
 use super::DomainError;
+use super::limits::Limits;
 
 /// Most files in one request (the H5 client picks one; WeChat allows nine pictures at once).
 pub const MAX_FILES: usize = 9;
+
+/// Bytes received between two charges to the user's upload allowance: a Redis round trip per
+/// quarter MiB, and at most that much written past the allowance.
+const BILLING_STEP: u64 = 256 * 1024;
 
 /// Bytes kept from the start of a file to recognise its type.
 const HEAD_LEN: usize = 4096;
@@ -71,6 +77,10 @@ pub struct Uploaded {
 /// The files of one request. Dropped before [`UploadBatch::commit`], it removes every file it
 /// stored, so a request that fails on its third file leaves none of them.
 pub struct UploadBatch {
+    limits: Arc<Limits>,
+    user_id: i32,
+    /// Bytes received and not yet charged to the user's upload allowance.
+    unbilled: u64,
     upload_dir: PathBuf,
     temp_dir: PathBuf,
     max_size: usize,
@@ -80,8 +90,12 @@ pub struct UploadBatch {
 }
 
 impl UploadBatch {
-    pub fn new(app: &App) -> Self {
+    /// The files `user_id` sends in one request.
+    pub fn new(app: &App, user_id: i32) -> Self {
         UploadBatch {
+            limits: app.limits.clone(),
+            user_id,
+            unbilled: 0,
             upload_dir: app.config.public_dir.join("upload"),
             // Beside the served folder, not in it: a half-written file is never served.
             temp_dir: app.config.public_dir.join("upload-tmp"),
@@ -126,8 +140,32 @@ impl UploadBatch {
         })
     }
 
+    /// Appends a chunk to `pending`, charged to the user's upload allowance every
+    /// [`BILLING_STEP`] bytes, before they are written: a user over the allowance is refused
+    /// after at most that much more.
+    pub async fn write(
+        &mut self,
+        pending: &mut PendingFile,
+        chunk: &[u8],
+    ) -> Result<(), DomainError> {
+        self.unbilled = self.unbilled.saturating_add(chunk.len() as u64);
+        if self.unbilled >= BILLING_STEP {
+            self.bill().await?;
+        }
+        pending.write(chunk).await
+    }
+
+    async fn bill(&mut self) -> Result<(), DomainError> {
+        let bytes = std::mem::take(&mut self.unbilled);
+        if bytes > 0 {
+            self.limits.take_upload(self.user_id, bytes).await?;
+        }
+        Ok(())
+    }
+
     /// Checks a written file's content and moves it into the served folder.
     pub async fn finish(&mut self, mut pending: PendingFile) -> Result<(), DomainError> {
+        self.bill().await?;
         if pending.size == 0 {
             return Err(DomainError::rejected(BAD_CONTENT));
         }

@@ -11,7 +11,7 @@ use tower_cookies::cookie::SameSite;
 use tower_cookies::{Cookie, Cookies};
 
 use super::envelope::{ApiResult, ok};
-use super::extract::Body;
+use super::extract::{Body, ClientIp};
 use crate::app::App;
 use crate::domain::Actor;
 use crate::domain::accounts::{self, Identity};
@@ -54,20 +54,22 @@ fn start_session(app: &App, cookies: &Cookies, identity: &Identity) {
 
 async fn create_signup(
     State(app): State<Arc<App>>,
+    ClientIp(client): ClientIp,
     cookies: Cookies,
     Body(body): Body<Credentials>,
 ) -> ApiResult<Identity> {
-    let identity = accounts::signup(&app, &body.username, &body.password).await?;
+    let identity = accounts::signup(&app, &body.username, &body.password, client).await?;
     start_session(&app, &cookies, &identity);
     ok(identity)
 }
 
 async fn create_login(
     State(app): State<Arc<App>>,
+    ClientIp(client): ClientIp,
     cookies: Cookies,
     Body(body): Body<Credentials>,
 ) -> ApiResult<Identity> {
-    let identity = accounts::login(&app, &body.username, &body.password).await?;
+    let identity = accounts::login(&app, &body.username, &body.password, client).await?;
     start_session(&app, &cookies, &identity);
     ok(identity)
 }

@@ -2,7 +2,8 @@
 //! domain error becomes an HTTP answer.
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::header::RETRY_AFTER;
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
@@ -47,6 +48,9 @@ impl IntoResponse for ApiError {
             }
             DomainError::NotPermitted => (StatusCode::OK, "2"),
             DomainError::Forbidden => (StatusCode::FORBIDDEN, "1"),
+            // A bend of the original's contract, which answered everything with 200: a client
+            // told to wait must be told how long, and HTTP says that with 429 + Retry-After.
+            DomainError::TooManyRequests(_) => (StatusCode::TOO_MANY_REQUESTS, "1"),
             DomainError::Unavailable(cause) => {
                 tracing::warn!(%cause, "request refused: a service it needs is unavailable");
                 (StatusCode::SERVICE_UNAVAILABLE, "1")
@@ -61,8 +65,19 @@ impl IntoResponse for ApiError {
             error_message: Some(self.0.to_string()),
             data: None,
         };
-        (http, Json(body)).into_response()
+        let mut response = (http, Json(body)).into_response();
+        if let DomainError::TooManyRequests(wait) = &self.0 {
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(retry_after_secs(*wait)));
+        }
+        response
     }
+}
+
+/// Whole seconds to wait, rounded up: `Retry-After: 0` would invite an immediate retry.
+pub fn retry_after_secs(wait: std::time::Duration) -> u64 {
+    (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
 }
 
 /// The original framework's answer to a route it does not know.

@@ -43,7 +43,7 @@ fn malformed() -> DomainError {
 
 async fn create_upload(
     State(app): State<Arc<App>>,
-    _actor: Actor,
+    actor: Actor,
     request: Request,
 ) -> ApiResult<Vec<Uploaded>> {
     let limit = body_limit(app.config.upload_max);
@@ -51,7 +51,7 @@ async fn create_upload(
     let mut multipart = Multipart::from_request(request, &app)
         .await
         .map_err(|_| malformed())?;
-    let mut batch = UploadBatch::new(&app);
+    let mut batch = UploadBatch::new(&app, actor.user_id);
     match receive(&mut multipart, &mut batch).await {
         Ok(()) => ok(batch.commit()?),
         Err(error) => {
@@ -95,7 +95,7 @@ async fn store_file(
 ) -> Result<(), DomainError> {
     let mut pending = batch.begin(name).await?;
     while let Some(chunk) = field.chunk().await.map_err(|_| malformed())? {
-        pending.write(&chunk).await?;
+        batch.write(&mut pending, &chunk).await?;
     }
     batch.finish(pending).await
 }

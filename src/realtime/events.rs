@@ -155,6 +155,11 @@ async fn post_message<A: Adapter>(
         Ok(actor) => actor,
         Err(error) => return reply.fail(&socket, NEW_MESSAGE, &error),
     };
+    // Counted before anything else is done with it: a refused message costs one lookup.
+    let socket_id = socket.id.to_string();
+    if let Err(error) = app.limits.take_message(&socket_id, actor.user_id).await {
+        return reply.fail(&socket, NEW_MESSAGE, &error);
+    }
     let payload = match self::payload(payload) {
         Ok(payload) => payload,
         Err(error) => return reply.fail(&socket, NEW_MESSAGE, &error),

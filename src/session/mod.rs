@@ -1,8 +1,9 @@
 //! Sessions and tokens: one server-side record per login, named by a random id that the client
 //! holds either as the `IM_SESS` cookie or as a token. The store is a trait with an in-memory
 //! implementation (one process) and, with `REDIS_URL`, a shared one; `presence` is the shared
-//! register of connected sockets, beside it in Redis.
+//! register of connected sockets, and `limits` the shared rate-limit counts, beside it in Redis.
 
+pub mod limits;
 pub mod memory;
 pub mod password;
 pub mod presence;

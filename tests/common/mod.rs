@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use clap::Parser;
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use im_server::app::{App, Startup};
-use im_server::config::Config;
+use im_server::config::{Config, LimitConfig};
 use serde_json::Value;
 use tokio::sync::oneshot;
 
@@ -107,8 +107,23 @@ impl TestServer {
         Self::start_with(backend, Startup { demo: true }, |_| {}).await
     }
 
-    /// A server with `startup`, whose configuration `tweak` may change.
+    /// A server with `startup`, whose configuration `tweak` may change. Its rate limits are off:
+    /// the suites log in and sign up from 127.0.0.1 far more often than any one client may.
     pub async fn start_with(
+        backend: Backend,
+        startup: Startup,
+        tweak: impl FnOnce(&mut Config),
+    ) -> TestServer {
+        Self::start_limited(backend, startup, |config| {
+            config.limits = LimitConfig::off();
+            tweak(config);
+        })
+        .await
+    }
+
+    /// As [`TestServer::start_with`], with the rate limits of a real deployment (the defaults)
+    /// unless `tweak` changes them: for the tests of the limits themselves.
+    pub async fn start_limited(
         backend: Backend,
         startup: Startup,
         tweak: impl FnOnce(&mut Config),
