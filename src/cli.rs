@@ -29,7 +29,7 @@ pub struct Cli {
 enum Command {
     /// Migrate, write the start-up data (built-in roles, a first admin, demo data if asked),
     /// then serve REST and Socket.IO.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Apply pending database migrations and exit.
     Migrate(DatabaseArgs),
     /// Write demo or benchmark data and exit.
@@ -245,7 +245,8 @@ fn init_tracing(serve_format: Option<LogFormat>) -> anyhow::Result<()> {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve(ServeArgs { demo, config }) => {
+        Command::Serve(serve) => {
+            let ServeArgs { demo, config } = *serve;
             init_tracing(Some(config.log_format))?;
             tracing::debug!(?config, "configuration");
             let listener = tokio::net::TcpListener::bind(config.bind)
@@ -389,5 +390,63 @@ fn in_words(error: DomainError) -> anyhow::Error {
         DomainError::NotLoggedIn | DomainError::NotPermitted | DomainError::Forbidden => {
             anyhow::anyhow!("not permitted")
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every option and argument of every subcommand says what it is for.
+    #[test]
+    fn every_option_is_described() {
+        fn check(command: &clap::Command, path: &str) {
+            for arg in command.get_arguments() {
+                let id = arg.get_id().as_str();
+                if id == "help" || id == "version" {
+                    continue;
+                }
+                assert!(
+                    arg.get_help()
+                        .is_some_and(|help| !help.to_string().is_empty()),
+                    "{path} {id} has no description"
+                );
+            }
+            for subcommand in command.get_subcommands() {
+                if subcommand.get_name() != "help" {
+                    check(subcommand, &format!("{path} {}", subcommand.get_name()));
+                }
+            }
+        }
+        let mut command = Cli::command();
+        command.build();
+        check(&command, "im-server");
+    }
+
+    #[test]
+    fn booleans_and_enums_parse_from_the_command_line() {
+        for (args, demo) in [
+            (&["im-server", "serve"][..], false),
+            (&["im-server", "serve", "--demo"][..], true),
+            (&["im-server", "serve", "--demo=no"][..], false),
+            (
+                &["im-server", "serve", "--demo=YES", "--bind", "127.0.0.1:1"][..],
+                true,
+            ),
+        ] {
+            let cli = Cli::try_parse_from(args).expect("parses");
+            let Command::Serve(serve) = cli.command else {
+                panic!("serve");
+            };
+            assert_eq!(serve.demo, demo, "{args:?}");
+        }
+        let cli =
+            Cli::try_parse_from(["im-server", "serve", "--log-format", "JSON"]).expect("parses");
+        let Command::Serve(serve) = cli.command else {
+            panic!("serve");
+        };
+        assert_eq!(serve.config.log_format, LogFormat::Json);
+        // `--demo false` would make `false` a stray argument: the value needs `=`.
+        assert!(Cli::try_parse_from(["im-server", "serve", "--demo", "false"]).is_err());
     }
 }

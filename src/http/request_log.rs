@@ -23,7 +23,7 @@ pub async fn log_request(request: Request, next: Next) -> Response {
     let response = next.run(request).await;
     tracing::debug!(
         %method,
-        route = route.as_deref().unwrap_or("(no route)"),
+        route = %route.as_deref().unwrap_or("(no route)"),
         status = response.status().as_u16(),
         ms = format_args!("{:.1}", started.elapsed().as_secs_f64() * 1000.0),
         "request"
