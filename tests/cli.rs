@@ -743,3 +743,49 @@ async fn help_per_subcommand_shows_its_own_options() {
         "{help}"
     );
 }
+
+/// On a terminal (util-linux `script` gives the server one) the generated password is printed
+/// there, no file is written, and the log has its colours.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn on_a_terminal_the_generated_password_is_printed_not_filed() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // Killing `script` closes the terminal, which hangs the server up (SIGHUP ends it).
+    let inner = format!("exec {BIN} serve --bind 127.0.0.1:0");
+    let mut child = Command::new("script")
+        .args(["-qec", &inner, "/dev/null"])
+        .current_dir(dir.path())
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("util-linux `script` runs (it gives the server a terminal)");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut seen = Vec::new();
+    let read = tokio::time::timeout(START_WAIT, async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            let done = line.contains("im-server serving");
+            seen.push(line);
+            if done {
+                break;
+            }
+        }
+    })
+    .await;
+    let _ = child.start_kill();
+    let _ = child.wait().await;
+    let output = seen.join("\n");
+    assert!(read.is_ok(), "no start-up summary: {output}");
+    let password = output
+        .lines()
+        .find_map(|line| line.split("created user `admin` with password: ").nth(1))
+        .map(|rest| rest.trim().to_owned())
+        .unwrap_or_else(|| panic!("the password on the terminal: {output}"));
+    assert_eq!(password.len(), 20, "{password:?}");
+    assert!(output.contains('\u{1b}'), "colours on a terminal: {output}");
+    assert!(output.contains("printed above on the terminal"), "{output}");
+    assert!(!dir.path().join("data/admin-password.txt").exists());
+}
