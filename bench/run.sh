@@ -59,6 +59,7 @@ esac
 "$bin/im-server" seed --bench-users "${BENCH_USERS:-20000}" --group-size "${GROUP_SIZE:-100}" >&2
 ulimit -n 20000 2>/dev/null || echo "note: ulimit -n stays $(ulimit -n)" >&2
 IM_BIND="127.0.0.1:$port" IM_PUBLIC_DIR="$work/public" RUST_LOG=${RUST_LOG:-warn} \
+    IM_GENERATED_PASSWORD_FILE="$work/admin-password.txt" \
     ${SERVER_WRAP:-} "$bin/im-server" serve >"${SERVER_LOG:-$work/server.log}" 2>&1 &
 server=$!
 for _ in $(seq 600); do

@@ -106,6 +106,10 @@ enum UserCommand {
     },
 }
 
+/// Connections a command other than `serve` holds: on PostgreSQL, start-up's lock takes one while
+/// the work takes another.
+const CLI_POOL: usize = 2;
+
 /// The built-in roles' keys, the values `--role` takes.
 fn role_keys() -> clap::builder::PossibleValuesParser {
     clap::builder::PossibleValuesParser::new(rbac::ROLES.map(|spec| spec.key))
@@ -259,7 +263,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Migrate(database) => {
             init_tracing(None)?;
-            let database = Database::open(&database.database_url, 1).await?;
+            let database = Database::open(&database.database_url, CLI_POOL).await?;
             println!("{} migration(s) applied", database.migrations_applied);
             Ok(())
         }
@@ -275,7 +279,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 async fn seed(args: SeedArgs) -> anyhow::Result<()> {
-    let database = Database::open(&args.database.database_url, 1).await?;
+    let database = Database::open(&args.database.database_url, CLI_POOL).await?;
     let mut conn = database.db.get().await?;
     if args.demo {
         match seed::demo(&mut conn).await.map_err(in_words)? {
@@ -327,7 +331,7 @@ async fn user(command: UserCommand) -> anyhow::Result<()> {
                 .map(|spec| spec.key)
                 .find(|key| key.eq_ignore_ascii_case(&role))
                 .ok_or_else(|| anyhow::anyhow!("unknown role {role:?}"))?;
-            let database = Database::open(&database.database_url, 1).await?;
+            let database = Database::open(&database.database_url, CLI_POOL).await?;
             let mut conn = database.db.get().await?;
             let hash = accounts::hash_password(&password).await.map_err(in_words)?;
             let user = accounts::create_local_user(&mut conn, &username, &hash, role_key, false)
@@ -345,7 +349,7 @@ async fn user(command: UserCommand) -> anyhow::Result<()> {
         } => {
             let password = password_or_stdin(password)?;
             accounts::check_password(&password)?;
-            let database = Database::open(&database.database_url, 1).await?;
+            let database = Database::open(&database.database_url, CLI_POOL).await?;
             let mut conn = database.db.get().await?;
             accounts::set_password(&mut conn, &username, &password)
                 .await

@@ -3,6 +3,8 @@
 //! admin password, the page at `/`, and `--help`. Every test runs the real binary in a
 //! temporary working directory with a cleared environment.
 
+mod common;
+
 use std::path::Path;
 use std::process::{Output, Stdio};
 use std::sync::{Arc, Mutex};
@@ -788,4 +790,46 @@ async fn on_a_terminal_the_generated_password_is_printed_not_filed() {
     assert!(output.contains('\u{1b}'), "colours on a terminal: {output}");
     assert!(output.contains("printed above on the terminal"), "{output}");
     assert!(!dir.path().join("data/admin-password.txt").exists());
+}
+
+/// The commands other than `serve` on PostgreSQL, where start-up's lock holds a connection of
+/// its own while the command works.
+#[tokio::test]
+async fn the_account_commands_work_on_postgres() {
+    let Some(common::Backend::Postgres(server)) = common::Backend::postgres() else {
+        return;
+    };
+    let url = common::new_pg_database(&server).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let env = [("DATABASE_URL", url.as_str())];
+    let mut outputs = Vec::new();
+    for (args, stdin) in [
+        (&["migrate"][..], ""),
+        (
+            &["user", "create", "alice", "--role", "admin"][..],
+            "secret1\n",
+        ),
+        (&["user", "passwd", "alice"][..], "secret2\n"),
+        (&["seed", "--demo"][..], ""),
+    ] {
+        let output = run(dir.path(), &env, args, stdin).await;
+        outputs.push((args, output));
+    }
+    common::drop_pg_database(&server, &url);
+    let [migrate, create, passwd, demo] = &outputs[..] else {
+        unreachable!("four commands ran");
+    };
+    for (args, output) in &outputs[..3] {
+        assert!(
+            output.status.success(),
+            "{args:?}: {}",
+            text(&output.stderr)
+        );
+    }
+    assert!(text(&migrate.1.stdout).contains("migration(s) applied"));
+    assert!(text(&create.1.stdout).contains("created user alice"));
+    assert!(text(&passwd.1.stdout).contains("password of alice changed"));
+    // alice makes the database non-empty: the demo data stays out.
+    assert_eq!(demo.1.status.code(), Some(1), "{}", text(&demo.1.stderr));
+    assert!(text(&demo.1.stderr).contains("already has users"));
 }
