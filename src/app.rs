@@ -19,7 +19,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use crate::config::{Config, redact_url};
 use crate::domain::message_writer::MessageWriter;
 use crate::domain::presence::{MemoryPresence, PresenceRegister};
-use crate::domain::{events, rbac, seed};
+use crate::domain::{DomainError, accounts, events, profiles, rbac, seed};
 use crate::session::SessionStore;
 use crate::session::memory::MemorySessions;
 use crate::session::presence::RedisPresence;
@@ -103,7 +103,9 @@ impl Database {
             .await
             .context("connecting to the database")?;
         let mut conn = db.get().await.context("connecting to the database")?;
-        rbac::ensure_builtin(&mut conn).await?;
+        rbac::ensure_builtin(&mut conn)
+            .await
+            .map_err(for_operator)?;
         drop(conn);
         lock.release().await?;
         Ok(Database {
@@ -127,7 +129,7 @@ impl App {
             .context("connecting to the database")?;
         let mut conn = db.get().await.context("connecting to the database")?;
         let demo = if startup.demo {
-            Some(match seed::demo(&mut conn).await? {
+            Some(match seed::demo(&mut conn).await.map_err(for_operator)? {
                 seed::DemoOutcome::Created { users } => DemoReport::Created { users },
                 seed::DemoOutcome::SkippedNotEmpty => DemoReport::Skipped {
                     users: store::accounts::count_users(&mut conn).await?,
@@ -241,11 +243,13 @@ impl App {
 /// (under systemd, Docker or `> out.log`, standard output is a log that gets collected), before
 /// the account exists, so that a password that could not be kept never becomes the only key.
 async fn bootstrap_admin(conn: &mut store::DbConn, config: &Config) -> anyhow::Result<AdminReport> {
-    if !seed::admin_needed(conn).await? {
+    if !seed::admin_needed(conn).await.map_err(for_operator)? {
         return Ok(AdminReport::Present);
     }
     if let Some(password) = &config.admin_password {
-        seed::create_admin(conn, password).await?;
+        seed::create_admin(conn, password)
+            .await
+            .map_err(for_operator)?;
         return Ok(AdminReport::CreatedFromSetting);
     }
     let password = seed::generate_admin_password();
@@ -263,7 +267,9 @@ async fn bootstrap_admin(conn: &mut store::DbConn, config: &Config) -> anyhow::R
         })?;
         Some(path.clone())
     };
-    seed::create_admin(conn, &password).await?;
+    seed::create_admin(conn, &password)
+        .await
+        .map_err(for_operator)?;
     if on_terminal {
         println!(
             "\n  created user `admin` with password: {password}\n  (shown once: log in and change \
@@ -340,6 +346,28 @@ impl StartupReport {
             request_log = "RUST_LOG=info,im_server::http=debug",
             "im-server serving"
         );
+    }
+}
+
+/// The one mapping of a domain error for an operator (start-up, the commands), in English. The
+/// domain's messages are for chat clients, in their language, and hide a fault's cause; an
+/// operator needs the cause.
+pub fn for_operator(error: DomainError) -> anyhow::Error {
+    match error {
+        DomainError::Rejected(message) if message == accounts::DUPLICATE_USERNAME => {
+            anyhow::anyhow!("that username is taken")
+        }
+        DomainError::Rejected(message) if message == profiles::NO_SUCH_USER => {
+            anyhow::anyhow!("no such user")
+        }
+        DomainError::Rejected(message) | DomainError::Invalid(message) => {
+            anyhow::anyhow!("refused: {message}")
+        }
+        DomainError::Unavailable(cause) => anyhow::anyhow!("the database is unavailable: {cause}"),
+        DomainError::Internal(cause) => anyhow::anyhow!("{cause}"),
+        DomainError::NotLoggedIn | DomainError::NotPermitted | DomainError::Forbidden => {
+            anyhow::anyhow!("not permitted")
+        }
     }
 }
 

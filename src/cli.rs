@@ -9,9 +9,9 @@ use clap::error::{ContextKind, ErrorKind};
 use clap::{ArgAction, ArgGroup, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
-use crate::app::{App, Database, Startup, shutdown_signal};
+use crate::app::{App, Database, Startup, for_operator, shutdown_signal};
 use crate::config::{Config, DEFAULT_DATABASE_URL, LogFormat};
-use crate::domain::{DomainError, accounts, rbac, seed};
+use crate::domain::{accounts, rbac, seed};
 
 #[derive(Parser)]
 #[command(
@@ -282,7 +282,7 @@ async fn seed(args: SeedArgs) -> anyhow::Result<()> {
     let database = Database::open(&args.database.database_url, CLI_POOL).await?;
     let mut conn = database.db.get().await?;
     if args.demo {
-        match seed::demo(&mut conn).await.map_err(in_words)? {
+        match seed::demo(&mut conn).await.map_err(for_operator)? {
             seed::DemoOutcome::Created { users } => {
                 println!("demo data: {users} users; log in as {}", seed::DEMO_LOGINS)
             }
@@ -298,7 +298,7 @@ async fn seed(args: SeedArgs) -> anyhow::Result<()> {
             users,
             group_size: args.group_size,
         };
-        match seed::bench(&mut conn, spec).await.map_err(in_words)? {
+        match seed::bench(&mut conn, spec).await.map_err(for_operator)? {
             seed::BenchOutcome::Created {
                 users,
                 groups,
@@ -333,10 +333,12 @@ async fn user(command: UserCommand) -> anyhow::Result<()> {
                 .ok_or_else(|| anyhow::anyhow!("unknown role {role:?}"))?;
             let database = Database::open(&database.database_url, CLI_POOL).await?;
             let mut conn = database.db.get().await?;
-            let hash = accounts::hash_password(&password).await.map_err(in_words)?;
+            let hash = accounts::hash_password(&password)
+                .await
+                .map_err(for_operator)?;
             let user = accounts::create_local_user(&mut conn, &username, &hash, role_key, false)
                 .await
-                .map_err(in_words)?;
+                .map_err(for_operator)?;
             println!(
                 "created user {} (id {}, role {role_key})",
                 user.username, user.id
@@ -353,7 +355,7 @@ async fn user(command: UserCommand) -> anyhow::Result<()> {
             let mut conn = database.db.get().await?;
             accounts::set_password(&mut conn, &username, &password)
                 .await
-                .map_err(in_words)?;
+                .map_err(for_operator)?;
             println!("password of {username} changed");
         }
     }
@@ -374,27 +376,6 @@ fn password_or_stdin(given: Option<String>) -> anyhow::Result<String> {
         .read_line(&mut line)
         .map_err(|error| anyhow::anyhow!("reading the password from standard input: {error}"))?;
     Ok(line.trim_end_matches(['\r', '\n']).to_owned())
-}
-
-/// The CLI's one mapping of a domain error: the domain speaks to chat clients in their language,
-/// the CLI to operators in English.
-fn in_words(error: DomainError) -> anyhow::Error {
-    match error {
-        DomainError::Rejected(message) if message == accounts::DUPLICATE_USERNAME => {
-            anyhow::anyhow!("that username is taken")
-        }
-        DomainError::Rejected(message) if message == crate::domain::profiles::NO_SUCH_USER => {
-            anyhow::anyhow!("no such user")
-        }
-        DomainError::Rejected(message) | DomainError::Invalid(message) => {
-            anyhow::anyhow!("refused: {message}")
-        }
-        DomainError::Unavailable(cause) => anyhow::anyhow!("the database is unavailable: {cause}"),
-        DomainError::Internal(cause) => anyhow::anyhow!("failed: {cause}"),
-        DomainError::NotLoggedIn | DomainError::NotPermitted | DomainError::Forbidden => {
-            anyhow::anyhow!("not permitted")
-        }
-    }
 }
 
 #[cfg(test)]

@@ -833,3 +833,48 @@ async fn the_account_commands_work_on_postgres() {
     assert_eq!(demo.1.status.code(), Some(1), "{}", text(&demo.1.stderr));
     assert!(text(&demo.1.stderr).contains("already has users"));
 }
+
+/// A start that cannot make an admin says why, in English, rather than the clients' generic
+/// "internal error".
+#[tokio::test]
+async fn a_start_that_cannot_bootstrap_the_admin_says_why() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let output = run(
+        dir.path(),
+        &[],
+        &["user", "create", "admin", "--password", "secret1"],
+        "",
+    )
+    .await;
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let failed = try_serve(dir.path(), &[], &[])
+        .await
+        .err()
+        .expect("no admin right, and the name taken: the start fails");
+    assert!(
+        failed.contains("the name `admin` is taken")
+            && failed.contains("im-server user create NAME --role admin"),
+        "{failed}"
+    );
+    assert!(!failed.contains("服务器内部错误"), "{failed}");
+    // Which is a way out.
+    let output = run(
+        dir.path(),
+        &[],
+        &[
+            "user",
+            "create",
+            "boss",
+            "--role",
+            "admin",
+            "--password",
+            "secret1",
+        ],
+        "",
+    )
+    .await;
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let served = serve(dir.path(), &[], &[]).await;
+    assert_eq!(served.summary["admin"], "an admin exists");
+    served.stop().await;
+}

@@ -179,7 +179,9 @@ pub async fn admin_needed(conn: &mut DbConn) -> Result<bool, DomainError> {
         .is_some()
     {
         return Err(DomainError::Internal(
-            "no user holds the admin right and the name `admin` is taken: grant the admin role by hand".into(),
+            "no user holds the admin right and the name `admin` is taken: create an admin with \
+             `im-server user create NAME --role admin`"
+                .into(),
         ));
     }
     Ok(true)
