@@ -63,6 +63,7 @@ ulimit -n 20000 2>/dev/null || echo "note: ulimit -n stays $(ulimit -n)" >&2
 export IM_LIMIT_LOGIN_ADDRESS=${IM_LIMIT_LOGIN_ADDRESS:-off} IM_LIMIT_LOGIN_ACCOUNT=${IM_LIMIT_LOGIN_ACCOUNT:-off}
 export IM_LIMIT_MESSAGE_SOCKET=${IM_LIMIT_MESSAGE_SOCKET:-off} IM_LIMIT_MESSAGE_USER=${IM_LIMIT_MESSAGE_USER:-off}
 IM_BIND="127.0.0.1:$port" IM_PUBLIC_DIR="$work/public" RUST_LOG=${RUST_LOG:-warn} \
+    IM_GENERATED_PASSWORD_FILE="$work/admin-password.txt" \
     ${SERVER_WRAP:-} "$bin/im-server" serve >"${SERVER_LOG:-$work/server.log}" 2>&1 &
 server=$!
 for _ in $(seq 600); do

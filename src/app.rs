@@ -2,6 +2,9 @@
 //! serving with graceful shutdown.
 
 use std::future::Future;
+use std::io::{IsTerminal, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -12,13 +15,12 @@ use redis::aio::ConnectionManager;
 use tokio::net::TcpListener;
 use tower_cookies::CookieManagerLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
-use tower_http::trace::TraceLayer;
 
 use crate::config::{Config, redact_url};
 use crate::domain::limits::{LimitStore, Limits};
 use crate::domain::message_writer::MessageWriter;
 use crate::domain::presence::{MemoryPresence, PresenceRegister};
-use crate::domain::{accounts, events, rbac, seed};
+use crate::domain::{DomainError, accounts, events, profiles, rbac, seed};
 use crate::session::SessionStore;
 use crate::session::limits::RedisLimits;
 use crate::session::memory::MemorySessions;
@@ -44,6 +46,8 @@ pub struct App {
     /// How often clients, accounts, users and sockets may act: in memory, or in Redis for every
     /// process.
     pub limits: Arc<Limits>,
+    /// What start-up did, logged when serving begins.
+    pub startup: StartupReport,
 }
 
 /// What to do to the database before serving.
@@ -53,39 +57,102 @@ pub struct Startup {
     pub demo: bool,
 }
 
+/// What start-up did, told to the operator in one place when serving begins.
+#[derive(Debug)]
+pub struct StartupReport {
+    pub backend: store::Backend,
+    pub migrations_applied: usize,
+    /// `None` when no demo data was asked for.
+    pub demo: Option<DemoReport>,
+    pub admin: AdminReport,
+}
+
+/// What became of the demo data that was asked for.
+#[derive(Debug, PartialEq, Eq)]
+pub enum DemoReport {
+    Created {
+        users: usize,
+    },
+    /// Demo data goes only into an empty database; this one had `users` users.
+    Skipped {
+        users: i64,
+    },
+}
+
+/// What became of the bootstrap `admin`.
+#[derive(Debug, PartialEq, Eq)]
+pub enum AdminReport {
+    /// Someone already holds the admin right.
+    Present,
+    /// Created with `IM_ADMIN_PASSWORD`.
+    CreatedFromSetting,
+    /// Created with a generated password, shown once: on the terminal, or in this file.
+    CreatedWithGeneratedPassword { file: Option<PathBuf> },
+}
+
+/// A database that is migrated and holds the built-in roles and rights.
+pub struct Database {
+    pub db: Db,
+    pub migrations_applied: usize,
+}
+
+impl Database {
+    /// Migrates the database at `url`, connects to it and writes the built-in roles and rights:
+    /// what every command needs before it touches accounts.
+    pub async fn open(url: &str, pool_size: usize) -> anyhow::Result<Database> {
+        let migrations_applied = store::migrate::run(url)
+            .await
+            .with_context(|| format!("migrating {}", redact_url(url)))?;
+        let db = Db::connect(url, pool_size)?;
+        let lock = store::migrate::StartupLock::acquire(&db)
+            .await
+            .context("connecting to the database")?;
+        let mut conn = db.get().await.context("connecting to the database")?;
+        rbac::ensure_builtin(&mut conn)
+            .await
+            .map_err(for_operator)?;
+        drop(conn);
+        lock.release().await?;
+        Ok(Database {
+            db,
+            migrations_applied,
+        })
+    }
+}
+
 impl App {
     /// Connects, migrates and seeds: after this the server can serve.
     pub async fn start(config: Config, startup: Startup) -> anyhow::Result<Arc<App>> {
         config.validate().map_err(anyhow::Error::msg)?;
         crate::time::set_display_offset(config.timezone);
-        let applied = store::migrate::run(&config.database_url)
-            .await
-            .with_context(|| format!("migrating {}", redact_url(&config.database_url)))?;
-        tracing::info!(applied, backend = ?store::Backend::of_url(&config.database_url)?, "database schema up to date");
-        let db = Db::connect(&config.database_url, config.db_pool)?;
+        let Database {
+            db,
+            migrations_applied,
+        } = Database::open(&config.database_url, config.db_pool).await?;
         let lock = store::migrate::StartupLock::acquire(&db)
             .await
             .context("connecting to the database")?;
         let mut conn = db.get().await.context("connecting to the database")?;
-        rbac::ensure_builtin(&mut conn).await?;
-        if startup.demo {
-            match seed::demo(&mut conn).await? {
-                seed::DemoOutcome::Created { users } => tracing::info!(users, "demo data created"),
-                seed::DemoOutcome::SkippedNotEmpty => {
-                    tracing::info!("demo data skipped: the database already has users")
-                }
-            }
-        }
-        if let Some(password) =
-            seed::bootstrap_admin(&mut conn, config.admin_password.as_deref()).await?
-        {
-            // Printed, never logged: logs are shipped and kept, a terminal is not.
-            eprintln!(
-                "created user `admin` with password: {password}  (shown once; change it with `im-server user passwd admin`)"
-            );
-        }
+        let demo = if startup.demo {
+            Some(match seed::demo(&mut conn).await.map_err(for_operator)? {
+                seed::DemoOutcome::Created { users } => DemoReport::Created { users },
+                seed::DemoOutcome::SkippedNotEmpty => DemoReport::Skipped {
+                    users: store::accounts::count_users(&mut conn).await?,
+                },
+            })
+        } else {
+            None
+        };
+        // After the demo data, which brings its own admin.
+        let admin = bootstrap_admin(&mut conn, &config).await?;
         drop(conn);
         lock.release().await?;
+        let report = StartupReport {
+            backend: db.backend(),
+            migrations_applied,
+            demo,
+            admin,
+        };
         let (redis, sessions, presence): (_, Arc<dyn SessionStore>, Arc<dyn PresenceRegister>) =
             match &config.redis_url {
                 Some(url) => {
@@ -127,6 +194,7 @@ impl App {
             events,
             presence,
             limits,
+            startup: report,
         }))
     }
 
@@ -142,6 +210,7 @@ impl App {
             .nest("/api/v1", crate::http::api_router())
             .merge(crate::http::health::router())
             .merge(crate::http::files::router(self))
+            .merge(crate::http::home::router())
             .fallback(|| async { crate::http::envelope::not_found() })
             .layer(CookieManagerLayer::new())
             // The original's (egg-security) headers.
@@ -149,7 +218,9 @@ impl App {
             .layer(header("x-content-type-options", "nosniff"))
             .layer(header("x-xss-protection", "1; mode=block"))
             .layer(header("x-download-options", "noopen"))
-            .layer(TraceLayer::new_for_http());
+            .layer(axum::middleware::from_fn(
+                crate::http::request_log::log_request,
+            ));
         let router = crate::realtime::attach(router, self).context("starting Socket.IO")?;
         Ok(router.with_state(self.clone()))
     }
@@ -161,7 +232,7 @@ impl App {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let router = self.router()?;
-        tracing::info!(addr = %listener.local_addr()?, "serving");
+        self.startup.log(listener.local_addr()?, &self.config);
         // Chat is small writes that must leave at once: with Nagle's algorithm a message waits
         // for the peer to acknowledge the previous one, up to its delayed-ACK timer (40 ms).
         let listener = listener.tap_io(|tcp| {
@@ -174,6 +245,143 @@ impl App {
             .with_graceful_shutdown(shutdown)
             .await
             .context("serving HTTP")
+    }
+}
+
+/// Creates `admin` when nobody can administer the server. A generated password is shown once
+/// where the operator sees it and no log shipper does: printed on the terminal when standard
+/// output is one (an operator is watching), otherwise written to a file only its owner can read
+/// (under systemd, Docker or `> out.log`, standard output is a log that gets collected), before
+/// the account exists, so that a password that could not be kept never becomes the only key.
+async fn bootstrap_admin(conn: &mut store::DbConn, config: &Config) -> anyhow::Result<AdminReport> {
+    if !seed::admin_needed(conn).await.map_err(for_operator)? {
+        return Ok(AdminReport::Present);
+    }
+    if let Some(password) = &config.admin_password {
+        seed::create_admin(conn, password)
+            .await
+            .map_err(for_operator)?;
+        return Ok(AdminReport::CreatedFromSetting);
+    }
+    let password = seed::generate_admin_password();
+    let on_terminal = std::io::stdout().is_terminal();
+    let file = if on_terminal {
+        None
+    } else {
+        let path = &config.generated_password_file;
+        write_secret_file(path, &password).with_context(|| {
+            format!(
+                "writing the generated admin password to {} (set IM_GENERATED_PASSWORD_FILE to a \
+                 writable path, or IM_ADMIN_PASSWORD)",
+                path.display()
+            )
+        })?;
+        Some(path.clone())
+    };
+    seed::create_admin(conn, &password)
+        .await
+        .map_err(for_operator)?;
+    if on_terminal {
+        println!(
+            "\n  created user `admin` with password: {password}\n  (shown once: log in and change \
+             it, or set another with `im-server user passwd admin`)\n"
+        );
+    }
+    Ok(AdminReport::CreatedWithGeneratedPassword { file })
+}
+
+/// Writes `secret` to a new file at `path` that only this user can read (mode 0600 from its
+/// creation, so it is never readable by others even for a moment). A file left by an earlier
+/// start is replaced.
+fn write_secret_file(path: &Path, secret: &str) -> std::io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => return Err(error),
+        _ => {}
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    writeln!(
+        file,
+        "{secret}\n\nThe password of `admin`, generated at the first start of im-server. Log in, \
+         change it (or run `im-server user passwd admin`), then delete this file."
+    )?;
+    file.sync_all()
+}
+
+impl StartupReport {
+    /// The start-up summary: one log event that says where the server serves, on what, and what
+    /// start-up did, with the demo log-ins when there are some.
+    fn log(&self, addr: SocketAddr, config: &Config) {
+        let demo = match &self.demo {
+            None => "not asked for (--demo or IM_DEMO=1 adds it to an empty database)".to_owned(),
+            Some(DemoReport::Created { users }) => {
+                format!("created ({users} users); log in as {}", seed::DEMO_LOGINS)
+            }
+            Some(DemoReport::Skipped { users }) => format!(
+                "skipped: the database already has {users} users, and demo data only goes into an \
+                 empty one (the demo log-ins exist only if an earlier --demo start wrote them; use \
+                 another DATABASE_URL for a demo)"
+            ),
+        };
+        let admin = match &self.admin {
+            AdminReport::Present => "an admin exists".to_owned(),
+            AdminReport::CreatedFromSetting => {
+                "created `admin` with the password of IM_ADMIN_PASSWORD".to_owned()
+            }
+            AdminReport::CreatedWithGeneratedPassword { file: None } => {
+                "created `admin` with a generated password, printed above on the terminal"
+                    .to_owned()
+            }
+            AdminReport::CreatedWithGeneratedPassword { file: Some(file) } => format!(
+                "created `admin` with a generated password, written to {} (readable by this user \
+                 only): read it, log in, change it, delete the file",
+                file.display()
+            ),
+        };
+        let sessions = match &config.redis_url {
+            Some(url) => format!("redis at {}", redact_url(url)),
+            None => "memory (one process)".to_owned(),
+        };
+        tracing::info!(
+            version = env!("CARGO_PKG_VERSION"),
+            url = %format!("http://{addr}/"),
+            database = %redact_url(&config.database_url),
+            backend = ?self.backend,
+            migrations_applied = self.migrations_applied,
+            sessions,
+            demo,
+            admin,
+            request_log = "RUST_LOG=info,im_server::http=debug",
+            "im-server serving"
+        );
+    }
+}
+
+/// The one mapping of a domain error for an operator (start-up, the commands), in English. The
+/// domain's messages are for chat clients, in their language, and hide a fault's cause; an
+/// operator needs the cause.
+pub fn for_operator(error: DomainError) -> anyhow::Error {
+    match error {
+        DomainError::Rejected(message) if message == accounts::DUPLICATE_USERNAME => {
+            anyhow::anyhow!("that username is taken")
+        }
+        DomainError::Rejected(message) if message == profiles::NO_SUCH_USER => {
+            anyhow::anyhow!("no such user")
+        }
+        DomainError::Rejected(message) | DomainError::Invalid(message) => {
+            anyhow::anyhow!("refused: {message}")
+        }
+        DomainError::Unavailable(cause) => anyhow::anyhow!("the database is unavailable: {cause}"),
+        DomainError::Internal(cause) => anyhow::anyhow!("{cause}"),
+        DomainError::NotLoggedIn | DomainError::NotPermitted | DomainError::Forbidden => {
+            anyhow::anyhow!("not permitted")
+        }
+        DomainError::TooManyRequests(wait) => {
+            anyhow::anyhow!("rate limited: try again in {} s", wait.as_secs().max(1))
+        }
     }
 }
 

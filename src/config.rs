@@ -1,5 +1,12 @@
 //! Every setting of the server: its flag, its environment variable and its default. Defaults work
 //! on a bare machine; secrets are redacted from `Debug`, so the config can be logged whole.
+//!
+//! Conventions, so that every setting reads the same way: a boolean is
+//! `#[arg(long, env = "...", action = ArgAction::Set, num_args = 0..=1, require_equals = true,
+//! default_value = "false", default_missing_value = "true", value_parser = boolean)]`
+//! (it then takes `1/0/true/false/yes/no` in any case, as `--flag`, `--flag=false` or a variable);
+//! an enum is `value_enum, ignore_case = true`; a secret, or a URL that may hold one, has
+//! `hide_env_values = true` so that `--help` does not print it.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -7,7 +14,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use chrono::FixedOffset;
-use clap::{Parser, ValueEnum};
+use clap::{ArgAction, Parser, ValueEnum};
 
 use crate::domain::limits::{Rate, Rates, parse_rate};
 
@@ -22,7 +29,8 @@ pub struct Config {
     #[arg(
         long,
         env = "DATABASE_URL",
-        default_value = "sqlite://data/im.db",
+        hide_env_values = true,
+        default_value = DEFAULT_DATABASE_URL,
         global = true
     )]
     pub database_url: String,
@@ -32,7 +40,7 @@ pub struct Config {
     pub db_pool: usize,
 
     /// `redis://...`: sessions, presence and the Socket.IO adapter in Redis, for several processes.
-    #[arg(long, env = "REDIS_URL", global = true)]
+    #[arg(long, env = "REDIS_URL", hide_env_values = true, global = true)]
     pub redis_url: Option<String>,
 
     /// Prefix of every Redis key this server writes, so several deployments can share a Redis.
@@ -67,22 +75,36 @@ pub struct Config {
     pub cookie_name: String,
 
     /// Mark the session cookie `Secure` (set it when clients reach the server over HTTPS).
-    #[arg(long, env = "IM_COOKIE_SECURE", global = true)]
+    #[arg(long, env = "IM_COOKIE_SECURE", global = true, value_name = "BOOL",
+          action = ArgAction::Set, num_args = 0..=1, require_equals = true,
+          default_value = "false", default_missing_value = "true",
+          value_parser = boolean)]
     pub cookie_secure: bool,
 
     /// Seconds a session lives after its last use.
     #[arg(long, env = "IM_SESSION_TTL", default_value_t = 24 * 3600, global = true)]
     pub session_ttl_secs: u64,
 
-    /// Password of the `admin` created at start-up when no user holds the admin right
-    /// (generated and printed once when unset).
-    #[arg(long, env = "IM_ADMIN_PASSWORD", global = true)]
+    /// Password of the `admin` created at start-up when no user holds the admin right (6 to 128
+    /// characters). Unset: one is generated and shown once (see --generated-password-file).
+    #[arg(long, env = "IM_ADMIN_PASSWORD", hide_env_values = true, global = true)]
     pub admin_password: Option<String>,
+
+    /// Where a generated admin password is written (mode 0600) when standard output is not a
+    /// terminal; on a terminal it is printed there instead. Never logged either way.
+    #[arg(
+        long,
+        env = "IM_GENERATED_PASSWORD_FILE",
+        default_value = "data/admin-password.txt",
+        global = true
+    )]
+    pub generated_password_file: PathBuf,
 
     /// HMAC key of the original server's password hashes, accepted until rehashed at login.
     #[arg(
         long,
         env = "IM_LEGACY_SECRET",
+        hide_env_values = true,
         default_value = "im-server",
         global = true
     )]
@@ -93,7 +115,12 @@ pub struct Config {
     pub github_client_id: Option<String>,
 
     /// Client secret of the GitHub OAuth app.
-    #[arg(long, env = "IM_GITHUB_CLIENT_SECRET", global = true)]
+    #[arg(
+        long,
+        env = "IM_GITHUB_CLIENT_SECRET",
+        hide_env_values = true,
+        global = true
+    )]
     pub github_client_secret: Option<String>,
 
     /// Where GitHub sends the browser back: `https://<host>/api/v1/passport/github/callback`
@@ -128,11 +155,12 @@ pub struct Config {
     )]
     pub github_api_url: String,
 
-    /// Log format.
+    /// Log format: `human` (colours only on a terminal) or `json` (one object a line).
     #[arg(
         long,
         env = "IM_LOG_FORMAT",
         value_enum,
+        ignore_case = true,
         default_value = "human",
         global = true
     )]
@@ -209,6 +237,18 @@ impl LimitConfig {
     }
 }
 
+/// A boolean setting: `1/0`, `true/false` or `yes/no`, in any case.
+pub fn boolean(value: &str) -> Result<bool, String> {
+    match value.to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" => Ok(true),
+        "0" | "false" | "no" => Ok(false),
+        _ => Err("expected 1/0, true/false or yes/no".to_owned()),
+    }
+}
+
+/// Where the database is when nothing says otherwise: a file beside the working directory.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/im.db";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Human,
@@ -252,6 +292,10 @@ impl Config {
                 self.limits.upload_user, self.upload_max
             ));
         }
+        if let Some(password) = &self.admin_password {
+            crate::domain::accounts::check_password(password)
+                .map_err(|rule| format!("IM_ADMIN_PASSWORD is refused: {rule}"))?;
+        }
         Ok(())
     }
 }
@@ -294,6 +338,7 @@ impl fmt::Debug for Config {
             .field("cookie_secure", &self.cookie_secure)
             .field("session_ttl_secs", &self.session_ttl_secs)
             .field("admin_password", &redact(&self.admin_password))
+            .field("generated_password_file", &self.generated_password_file)
             .field("legacy_secret", &"***")
             .field("github_client_id", &self.github_client_id)
             .field("github_client_secret", &redact(&self.github_client_secret))
@@ -325,10 +370,21 @@ pub struct RobotConfig {
     pub token_url: String,
 
     /// API key (client id); without it and the secret key, the endpoint is called without a token.
-    #[arg(long = "robot-api-key", env = "IM_ROBOT_API_KEY", global = true)]
+    #[arg(
+        long = "robot-api-key",
+        env = "IM_ROBOT_API_KEY",
+        hide_env_values = true,
+        global = true
+    )]
     pub api_key: Option<String>,
 
-    #[arg(long = "robot-secret-key", env = "IM_ROBOT_SECRET_KEY", global = true)]
+    /// Secret key (client secret) that goes with the API key.
+    #[arg(
+        long = "robot-secret-key",
+        env = "IM_ROBOT_SECRET_KEY",
+        hide_env_values = true,
+        global = true
+    )]
     pub secret_key: Option<String>,
 
     /// The UNIT service (or bot) id sent with each question.

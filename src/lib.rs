@@ -2,6 +2,7 @@
 //! See DESIGN.md for the layers: `http`/`realtime` → `domain` → `store`.
 
 pub mod app;
+pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod http;

@@ -105,15 +105,13 @@ async fn bench_seed_command_says_when_it_skips(backend: Backend) {
     let run = || {
         let output = std::process::Command::new(env!("CARGO_BIN_EXE_im-server"))
             .args([
-                "--database-url",
-                &server.database_url,
-                "--admin-password",
-                "admin-password",
                 "seed",
                 "--bench-users",
                 "12",
                 "--group-size",
                 "4",
+                "--database-url",
+                &server.database_url,
             ])
             .env("RUST_LOG", "warn")
             .output()

@@ -249,6 +249,43 @@ pub async fn open_session(
     identity(conn, user.id, Some(session.id)).await
 }
 
+/// Why a username or password breaks the rules. Clients are told only `参数校验失败`, as the
+/// original did; operators' tools (the CLI, start-up settings) say which rule it was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum CredentialRule {
+    #[error("a username must be {USERNAME_MIN} to {USERNAME_MAX} characters long")]
+    UsernameLength,
+    #[error("a username may not contain control characters")]
+    UsernameCharacters,
+    #[error("a password must be {PASSWORD_MIN} to {PASSWORD_MAX} characters long")]
+    PasswordLength,
+}
+
+impl From<CredentialRule> for DomainError {
+    fn from(_: CredentialRule) -> Self {
+        DomainError::invalid(BAD_PARAMS)
+    }
+}
+
+/// The rule every new username meets, however the account is created.
+pub fn check_username(username: &str) -> Result<(), CredentialRule> {
+    if !(USERNAME_MIN..=USERNAME_MAX).contains(&username.chars().count()) {
+        return Err(CredentialRule::UsernameLength);
+    }
+    if username.chars().any(char::is_control) {
+        return Err(CredentialRule::UsernameCharacters);
+    }
+    Ok(())
+}
+
+/// The rule every password meets, however it is set.
+pub fn check_password(password: &str) -> Result<(), CredentialRule> {
+    if !(PASSWORD_MIN..=PASSWORD_MAX).contains(&password.chars().count()) {
+        return Err(CredentialRule::PasswordLength);
+    }
+    Ok(())
+}
+
 /// Creates a local account with role `user`, places it in the first open group, opens a session.
 /// Sign-ups are limited per client address; one refused for a taken name still counts, so that
 /// sign-up cannot be used to list names at speed.
@@ -274,14 +311,8 @@ async fn create_account(
     username: &str,
     password: &str,
 ) -> Result<Identity, DomainError> {
-    let name_len = username.chars().count();
-    let password_len = password.chars().count();
-    if !(USERNAME_MIN..=USERNAME_MAX).contains(&name_len)
-        || !(PASSWORD_MIN..=PASSWORD_MAX).contains(&password_len)
-        || username.chars().any(char::is_control)
-    {
-        return Err(DomainError::invalid(BAD_PARAMS));
-    }
+    check_username(username)?;
+    check_password(password)?;
     let hash = hash_password(password).await?;
     let mut conn = app.db.get().await?;
     let user = create_local_user(&mut conn, username, &hash, role::USER, true).await?;
@@ -399,17 +430,16 @@ pub async fn current_user(app: &App, actor: &Actor) -> Result<Identity, DomainEr
 }
 
 /// Sets a user's password (operators' `user passwd`).
-pub async fn set_password(app: &App, username: &str, password: &str) -> Result<(), DomainError> {
-    if !(PASSWORD_MIN..=PASSWORD_MAX).contains(&password.chars().count()) {
-        return Err(DomainError::invalid(format!(
-            "password must be {PASSWORD_MIN} to {PASSWORD_MAX} characters"
-        )));
-    }
-    let hash = hash_password(password).await?;
-    let mut conn = app.db.get().await?;
-    let user = store::accounts::find_user_by_username(&mut conn, username)
+pub async fn set_password(
+    conn: &mut DbConn,
+    username: &str,
+    password: &str,
+) -> Result<(), DomainError> {
+    check_password(password)?;
+    let user = store::accounts::find_user_by_username(conn, username)
         .await?
-        .ok_or_else(|| DomainError::rejected(format!("no user named {username:?}")))?;
-    store::accounts::set_password(&mut conn, user.id, &hash).await?;
+        .ok_or_else(|| DomainError::rejected(super::profiles::NO_SUCH_USER))?;
+    let hash = hash_password(password).await?;
+    store::accounts::set_password(conn, user.id, &hash).await?;
     Ok(())
 }

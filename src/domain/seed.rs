@@ -164,34 +164,45 @@ pub async fn demo(conn: &mut DbConn) -> Result<DemoOutcome, DomainError> {
     .await
 }
 
-/// Makes sure someone can administer the server: when no user holds the `admin` right, creates
-/// `admin` with `password`, or with a generated one that is returned to be shown once.
-pub async fn bootstrap_admin(
-    conn: &mut DbConn,
-    password: Option<&str>,
-) -> Result<Option<String>, DomainError> {
+/// The demo accounts an operator can log in with, all with the demo password.
+pub const DEMO_LOGINS: &str = "user/123456 (a chat user with friends and groups), admin/123456 \
+     (the admin), muteuser/123456 (muted), member1..member30/123456; `disabled` is banned";
+
+/// Whether start-up must create `admin`: nobody holds the admin right. Fails when the name
+/// `admin` is taken by someone without it, which only an operator can sort out.
+pub async fn admin_needed(conn: &mut DbConn) -> Result<bool, DomainError> {
     if store::rbac::anyone_holds_right(conn, right::ADMIN).await? {
-        return Ok(None);
+        return Ok(false);
     }
     if store::accounts::find_user_by_username(conn, "admin")
         .await?
         .is_some()
     {
         return Err(DomainError::Internal(
-            "no user holds the admin right and the name `admin` is taken: grant the admin role by hand".into(),
+            "no user holds the admin right and the name `admin` is taken: create an admin with \
+             `im-server user create NAME --role admin`"
+                .into(),
         ));
     }
-    let generated = password.is_none().then(|| {
-        rand::rng()
-            .sample_iter(&Alphanumeric)
-            .take(20)
-            .map(char::from)
-            .collect::<String>()
-    });
-    let password = password.or(generated.as_deref()).unwrap_or_default();
+    Ok(true)
+}
+
+/// A password for the bootstrap `admin` when the operator gave none: 20 letters and digits.
+pub fn generate_admin_password() -> String {
+    rand::rng()
+        .sample_iter(&Alphanumeric)
+        .take(20)
+        .map(char::from)
+        .collect()
+}
+
+/// Creates `admin` with the admin role and `password`, which meets the rule of every password.
+pub async fn create_admin(conn: &mut DbConn, password: &str) -> Result<(), DomainError> {
+    super::accounts::check_password(password)
+        .map_err(|rule| DomainError::invalid(format!("admin password refused: {rule}")))?;
     let hash = super::accounts::hash_password(password).await?;
     super::accounts::create_local_user(conn, "admin", &hash, role::ADMIN, false).await?;
-    Ok(generated)
+    Ok(())
 }
 
 /// How many benchmark users and how large their groups (`im-server seed --bench-users N --group-size M`).

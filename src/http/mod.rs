@@ -11,6 +11,8 @@ pub mod friends;
 pub mod github;
 pub mod groups;
 pub mod health;
+pub mod home;
+pub mod request_log;
 pub mod search;
 pub mod upload;
 pub mod userinfo;

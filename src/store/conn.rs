@@ -133,16 +133,30 @@ const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = NO
      PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;";
 
 /// Readies the process and the file system for opening the SQLite database at `path`: the
-/// library configured, the file's directory created.
+/// library configured, the file's directory created. Only the last directory is created (the
+/// default `data/`): a mistyped path fails instead of growing a tree of directories elsewhere.
 pub(super) fn prepare_sqlite(path: &str) -> Result<(), StoreError> {
     configure_sqlite_library();
-    if let Some(dir) = std::path::Path::new(path).parent()
-        && !dir.as_os_str().is_empty()
-    {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| StoreError::Config(format!("cannot create {}: {e}", dir.display())))?;
+    let Some(dir) = std::path::Path::new(path)
+        .parent()
+        .filter(|dir| !dir.as_os_str().is_empty())
+    else {
+        return Ok(());
+    };
+    if dir.is_dir() {
+        return Ok(());
     }
-    Ok(())
+    let parent_exists = dir
+        .parent()
+        .is_none_or(|parent| parent.as_os_str().is_empty() || parent.is_dir());
+    if !parent_exists {
+        return Err(StoreError::Config(format!(
+            "the database's directory {} does not exist, nor does its parent: create it, or correct DATABASE_URL",
+            dir.display()
+        )));
+    }
+    std::fs::create_dir(dir)
+        .map_err(|e| StoreError::Config(format!("cannot create {}: {e}", dir.display())))
 }
 
 /// Sets SQLite's process-wide options, once, before its first connection opens (SQLite refuses
