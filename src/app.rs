@@ -7,6 +7,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use axum::Router;
 use axum::http::{HeaderName, HeaderValue};
+use axum::middleware::from_fn_with_state;
 use axum::serve::ListenerExt;
 use redis::aio::ConnectionManager;
 use tokio::net::TcpListener;
@@ -18,6 +19,7 @@ use crate::config::{Config, redact_url};
 use crate::domain::message_writer::MessageWriter;
 use crate::domain::presence::{MemoryPresence, PresenceRegister};
 use crate::domain::{events, rbac, seed};
+use crate::http::origin::{OriginPolicy, check_origin};
 use crate::session::SessionStore;
 use crate::session::memory::MemorySessions;
 use crate::session::presence::RedisPresence;
@@ -140,6 +142,10 @@ impl App {
             .layer(header("x-download-options", "noopen"))
             .layer(TraceLayer::new_for_http());
         let router = crate::realtime::attach(router, self).context("starting Socket.IO")?;
+        // Outermost, so that it guards Socket.IO's layer too.
+        let origins =
+            OriginPolicy::from_list(&self.config.allowed_origins).map_err(anyhow::Error::msg)?;
+        let router = router.layer(from_fn_with_state(Arc::new(origins), check_origin));
         Ok(router.with_state(self.clone()))
     }
 

@@ -273,6 +273,33 @@ pub async fn create_local_user(
     .await
 }
 
+/// Ends the session a client held before it logged in or signed up (the cookie its browser
+/// sent), with its sockets: a log-in starts afresh, so a session planted in the browser before
+/// (session fixation) or left by the previous user of a shared machine ends there. An id that
+/// names no live session is ignored; a store that cannot be reached is only logged, since the
+/// new session is already open.
+pub async fn end_previous_session(app: &App, previous: &str, new_session: Option<&str>) {
+    if !crate::session::looks_like_session_id(previous) || Some(previous) == new_session {
+        return;
+    }
+    let session = match app.sessions.resolve(previous).await {
+        Ok(Some(session)) => session,
+        Ok(None) => return,
+        Err(error) => {
+            tracing::warn!(%error, "previous session not ended at log-in");
+            return;
+        }
+    };
+    if let Err(error) = app.sessions.revoke(&session.id).await {
+        tracing::warn!(%error, "previous session not ended at log-in");
+        return;
+    }
+    let _ = app.events.send(DomainEvent::SessionEnded {
+        user_id: session.user_id,
+        session_id: session.id,
+    });
+}
+
 /// Ends the actor's session, and with it the sockets it opened.
 pub async fn logout(app: &App, actor: &Actor) -> Result<(), DomainError> {
     app.sessions.revoke(&actor.session_id).await?;

@@ -11,6 +11,7 @@ pub mod friends;
 pub mod github;
 pub mod groups;
 pub mod health;
+pub mod origin;
 pub mod search;
 pub mod upload;
 pub mod userinfo;
