@@ -5,6 +5,7 @@ pub mod app;
 pub mod config;
 pub mod domain;
 pub mod http;
+pub mod logging;
 pub mod realtime;
 pub mod session;
 pub mod store;

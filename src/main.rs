@@ -5,10 +5,9 @@ use std::io::BufRead;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use im_server::app::{App, Startup, shutdown_signal};
-use im_server::config::{Config, LogFormat};
+use im_server::config::Config;
 use im_server::domain::{accounts, rbac, seed};
 use im_server::store;
-use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
 #[command(
@@ -68,16 +67,6 @@ enum UserCommand {
     },
 }
 
-fn init_tracing(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,tower_http=info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    match format {
-        LogFormat::Human => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
-}
-
 fn password_or_stdin(given: Option<String>) -> anyhow::Result<String> {
     if let Some(password) = given {
         return Ok(password);
@@ -91,7 +80,7 @@ fn password_or_stdin(given: Option<String>) -> anyhow::Result<String> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    init_tracing(cli.config.log_format);
+    im_server::logging::init(cli.config.log_format);
     let config = cli.config;
     tracing::debug!(?config, "configuration");
     match cli.command {
