@@ -18,7 +18,7 @@ use tower_http::trace::TraceLayer;
 use crate::config::{Config, redact_url};
 use crate::domain::message_writer::MessageWriter;
 use crate::domain::presence::{MemoryPresence, PresenceRegister};
-use crate::domain::{events, rbac, seed};
+use crate::domain::{events, names, rbac, seed};
 use crate::http::origin::{OriginPolicy, check_origin};
 use crate::session::SessionStore;
 use crate::session::memory::MemorySessions;
@@ -65,6 +65,13 @@ impl App {
             .context("connecting to the database")?;
         let mut conn = db.get().await.context("connecting to the database")?;
         rbac::ensure_builtin(&mut conn).await?;
+        // Accounts made before usernames had keys get theirs; a failure leaves them to the next
+        // start (they still log in by their exact name) and must not keep the server down.
+        match names::backfill_username_keys(&mut conn).await {
+            Ok((0, _)) => {}
+            Ok((set, left)) => tracing::info!(set, left, "username keys filled in"),
+            Err(error) => tracing::warn!(%error, "username keys not filled in"),
+        }
         if startup.demo {
             match seed::demo(&mut conn).await? {
                 seed::DemoOutcome::Created { users } => tracing::info!(users, "demo data created"),

@@ -12,7 +12,7 @@ use crate::store::{self, DbConn, StoreError};
 
 use super::events::DomainEvent;
 use super::rbac::{right, role};
-use super::{Actor, DomainError};
+use super::{Actor, DomainError, names};
 
 /// What log-in, sign-up and `currentUser` answer: the user's profile, rights and roles.
 #[derive(Debug, Serialize)]
@@ -27,13 +27,11 @@ pub struct Identity {
     pub token: Option<String>,
 }
 
-const USERNAME_MIN: usize = 4;
 const PASSWORD_MIN: usize = 6;
-/// Upper bounds the original lacked: long enough for any real name, short enough to index.
-const USERNAME_MAX: usize = 64;
+/// An upper bound the original lacked.
 const PASSWORD_MAX: usize = 128;
 
-const BAD_PARAMS: &str = "参数校验失败";
+pub const BAD_PARAMS: &str = "参数校验失败";
 
 /// A default avatar, `/public/images/head1.png` .. `head9.png`.
 pub fn default_photo(n: u32) -> String {
@@ -130,7 +128,7 @@ async fn identity(
 /// Checks a username and password and opens a session.
 pub async fn login(app: &App, username: &str, password: &str) -> Result<Identity, DomainError> {
     let mut conn = app.db.get().await?;
-    let user = store::accounts::find_user_by_username(&mut conn, username)
+    let user = find_user(&mut conn, username)
         .await?
         .ok_or_else(|| DomainError::rejected("用户名错误"))?;
     let stored = user.password.as_deref().unwrap_or_default();
@@ -149,6 +147,17 @@ pub async fn login(app: &App, username: &str, password: &str) -> Result<Identity
     open_session(app, &mut conn, &user).await
 }
 
+/// The user a log-in names: by the exact username first (so that an old account whose name
+/// differs from an older one only in case still logs in), then by its key (`USER`, ` user` and
+/// `ｕｓｅｒ` all name `user`).
+pub async fn find_user(conn: &mut DbConn, username: &str) -> Result<Option<User>, DomainError> {
+    if let Some(user) = store::accounts::find_user_by_username(conn, username).await? {
+        return Ok(Some(user));
+    }
+    let key = names::username_key(username);
+    Ok(store::accounts::find_user_by_key(conn, &key).await?)
+}
+
 /// Opens a session for a user whose credentials were checked, if they may log in.
 pub async fn open_session(
     app: &App,
@@ -165,17 +174,13 @@ pub async fn open_session(
 
 /// Creates a local account with role `user`, places it in the first open group, opens a session.
 pub async fn signup(app: &App, username: &str, password: &str) -> Result<Identity, DomainError> {
-    let name_len = username.chars().count();
-    let password_len = password.chars().count();
-    if !(USERNAME_MIN..=USERNAME_MAX).contains(&name_len)
-        || !(PASSWORD_MIN..=PASSWORD_MAX).contains(&password_len)
-        || username.chars().any(char::is_control)
-    {
+    let username = names::username(username)?;
+    if !(PASSWORD_MIN..=PASSWORD_MAX).contains(&password.chars().count()) {
         return Err(DomainError::invalid(BAD_PARAMS));
     }
     let hash = hash_password(password).await?;
     let mut conn = app.db.get().await?;
-    let user = create_local_user(&mut conn, username, &hash, role::USER, true).await?;
+    let user = create_local_user(&mut conn, &username, &hash, role::USER, true).await?;
     open_session(app, &mut conn, &user).await
 }
 
@@ -196,11 +201,17 @@ pub struct NewAccount<'a> {
 }
 
 /// Writes a user, their profile, their role and, if asked, their membership of the first open
-/// group, inside the caller's transaction. Every way an account comes to be goes through here.
+/// group, inside the caller's transaction. Every way an account comes to be goes through here,
+/// and so through the naming rules of `names` (the username and nickname are checked again
+/// here, whatever the caller did).
 pub async fn insert_account(tx: &mut DbConn, new: &NewAccount<'_>) -> Result<User, DomainError> {
-    if store::accounts::find_user_by_username(tx, new.username)
-        .await?
-        .is_some()
+    let username = names::username(new.username)?;
+    let nickname = names::nickname(new.nickname)?;
+    let key = names::username_key(&username);
+    if store::accounts::find_user_by_key(tx, &key).await?.is_some()
+        || store::accounts::find_user_by_username(tx, &username)
+            .await?
+            .is_some()
     {
         return Err(DomainError::rejected(DUPLICATE_USERNAME));
     }
@@ -209,7 +220,8 @@ pub async fn insert_account(tx: &mut DbConn, new: &NewAccount<'_>) -> Result<Use
         tx,
         &NewUser {
             provider: new.provider,
-            username: new.username,
+            username: &username,
+            username_key: Some(&key),
             password: new.password_hash,
             created_at: now,
             updated_at: now,
@@ -224,7 +236,7 @@ pub async fn insert_account(tx: &mut DbConn, new: &NewAccount<'_>) -> Result<Use
         tx,
         &NewUserInfo {
             user_id: user.id,
-            nickname: new.nickname,
+            nickname: &nickname,
             photo: new.photo,
             sign: None,
             created_at: now,
@@ -255,14 +267,16 @@ pub async fn create_local_user(
     role_key: &'static str,
     join_first_group: bool,
 ) -> Result<User, DomainError> {
-    let (username, password_hash) = (username.to_owned(), password_hash.to_owned());
+    let username = names::username(username)?;
+    let nickname = names::default_nickname(&username);
+    let password_hash = password_hash.to_owned();
     conn.transaction(move |tx| {
         Box::pin(async move {
             let account = NewAccount {
                 provider: "local",
                 username: &username,
                 password_hash: Some(&password_hash),
-                nickname: &username,
+                nickname: &nickname,
                 photo: &random_photo(),
                 role_key,
                 join_first_group,
@@ -325,7 +339,7 @@ pub async fn set_password(app: &App, username: &str, password: &str) -> Result<(
     }
     let hash = hash_password(password).await?;
     let mut conn = app.db.get().await?;
-    let user = store::accounts::find_user_by_username(&mut conn, username)
+    let user = find_user(&mut conn, username)
         .await?
         .ok_or_else(|| DomainError::rejected(format!("no user named {username:?}")))?;
     store::accounts::set_password(&mut conn, user.id, &hash).await?;

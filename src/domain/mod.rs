@@ -12,6 +12,7 @@ pub mod github;
 pub mod groups;
 pub mod message_writer;
 pub mod messaging;
+pub mod names;
 pub mod presence;
 pub mod profiles;
 pub mod rbac;

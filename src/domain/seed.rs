@@ -60,6 +60,7 @@ pub async fn demo(conn: &mut DbConn) -> Result<DemoOutcome, DomainError> {
                     &NewUser {
                         provider: "local",
                         username,
+                        username_key: Some(&super::names::username_key(username)),
                         password: Some(&hash),
                         created_at: now,
                         updated_at: now,
@@ -258,7 +259,11 @@ async fn write_bench(
     }
     let now = crate::time::now();
     let names: Vec<String> = (1..=spec.users).map(bench_username).collect();
-    let by_name: HashMap<String, i32> = store::bulk::insert_users(tx, names.clone(), hash, now)
+    let keyed = names
+        .iter()
+        .map(|name| (name.clone(), super::names::username_key(name)))
+        .collect();
+    let by_name: HashMap<String, i32> = store::bulk::insert_users(tx, keyed, hash, now)
         .await?
         .into_iter()
         .map(|(id, name)| (name, id))
