@@ -318,7 +318,12 @@ async fn readiness_reports_a_database_that_cannot_write(backend: Backend) {
             Box::new(move || Box::pin(async move { set_read_only(&admin_url, &name, false).await }))
         }
     };
+    let started = std::time::Instant::now();
     let (status, report) = readiness(&server).await;
+    eprintln!(
+        "{backend:?}: /readyz said unavailable in {:?}",
+        started.elapsed()
+    );
     assert_eq!(
         (status, &report),
         (
@@ -326,7 +331,12 @@ async fn readiness_reports_a_database_that_cannot_write(backend: Backend) {
             &json!({"database": "unavailable", "status": "unavailable"})
         )
     );
+    let started = std::time::Instant::now();
     let reply = write_something(&user, &path).await;
+    eprintln!(
+        "{backend:?}: a write was refused in {:?}",
+        started.elapsed()
+    );
     assert_refused(&reply, "1", "服务暂时不可用，请稍后再试");
 
     release().await;

@@ -159,6 +159,11 @@ async fn the_most_verbose_log_holds_neither_token_nor_message() {
     let text = "a-secret-message-body-7d1f";
     let token = chat(&server, text).await;
     let log = server.stop().await;
+    eprintln!(
+        "RUST_LOG=trace: {} lines, {} bytes of log",
+        log.lines().count(),
+        log.len()
+    );
     // The level took: our own debug lines and other libraries' trace lines are there.
     assert!(log.contains("DEBUG"), "debug lines logged");
     assert!(log.contains("TRACE"), "trace lines logged");
@@ -180,6 +185,12 @@ async fn packets_asked_for_still_hide_the_handshake_token() {
     let text = "an-asked-for-message-body-91c3";
     let token = chat(&server, text).await;
     let log = server.stop().await;
+    eprintln!(
+        "packets asked for: {} lines, {} bytes of log, {} redactions",
+        log.lines().count(),
+        log.len(),
+        log.matches("[redacted]").count()
+    );
     assert!(log.contains("auth:"), "the handshake's auth line is there");
     assert!(
         log.contains(text),

@@ -174,10 +174,8 @@ pub async fn bootstrap_admin(
     if store::rbac::anyone_holds_right(conn, right::ADMIN).await? {
         return Ok(None);
     }
-    if store::accounts::find_user_by_username(conn, "admin")
-        .await?
-        .is_some()
-    {
+    // By key: `Admin` or `ａｄｍｉｎ` would take the name `admin` as surely as `admin` itself.
+    if super::accounts::find_user(conn, "admin").await?.is_some() {
         return Err(DomainError::Internal(
             "no user holds the admin right and the name `admin` is taken: grant the admin role by hand".into(),
         ));
