@@ -10,6 +10,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use axum::Router;
 use axum::http::{HeaderName, HeaderValue};
+use axum::middleware::from_fn_with_state;
 use axum::serve::ListenerExt;
 use redis::aio::ConnectionManager;
 use tokio::net::TcpListener;
@@ -20,7 +21,8 @@ use crate::config::{Config, redact_url};
 use crate::domain::limits::{LimitStore, Limits};
 use crate::domain::message_writer::MessageWriter;
 use crate::domain::presence::{MemoryPresence, PresenceRegister};
-use crate::domain::{DomainError, accounts, events, profiles, rbac, seed};
+use crate::domain::{DomainError, accounts, events, names, profiles, rbac, seed};
+use crate::http::origin::{OriginPolicy, check_origin};
 use crate::session::SessionStore;
 use crate::session::limits::RedisLimits;
 use crate::session::memory::MemorySessions;
@@ -133,6 +135,13 @@ impl App {
             .await
             .context("connecting to the database")?;
         let mut conn = db.get().await.context("connecting to the database")?;
+        // Accounts made before usernames had keys get theirs; a failure leaves them to the next
+        // start (they still log in by their exact name) and must not keep the server down.
+        match names::backfill_username_keys(&mut conn).await {
+            Ok((0, _)) => {}
+            Ok((set, left)) => tracing::info!(set, left, "username keys filled in"),
+            Err(error) => tracing::warn!(%error, "username keys not filled in"),
+        }
         let demo = if startup.demo {
             Some(match seed::demo(&mut conn).await.map_err(for_operator)? {
                 seed::DemoOutcome::Created { users } => DemoReport::Created { users },
@@ -222,6 +231,10 @@ impl App {
                 crate::http::request_log::log_request,
             ));
         let router = crate::realtime::attach(router, self).context("starting Socket.IO")?;
+        // Outermost, so that it guards Socket.IO's layer too.
+        let origins =
+            OriginPolicy::from_list(&self.config.allowed_origins).map_err(anyhow::Error::msg)?;
+        let router = router.layer(from_fn_with_state(Arc::new(origins), check_origin));
         Ok(router.with_state(self.clone()))
     }
 

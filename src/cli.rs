@@ -12,6 +12,7 @@ use tracing_subscriber::EnvFilter;
 use crate::app::{App, Database, Startup, for_operator, shutdown_signal};
 use crate::config::{Config, DEFAULT_DATABASE_URL, LogFormat};
 use crate::domain::{accounts, rbac, seed};
+use crate::logging::{self, Redacting};
 
 #[derive(Parser)]
 #[command(
@@ -222,27 +223,38 @@ fn fail(error: anyhow::Error) -> ExitCode {
 }
 
 /// Logs of `serve` go to standard output, in the configured format, coloured only on a terminal.
-/// The other commands answer on standard output and log only warnings, to standard error.
+/// The other commands answer on standard output and log only warnings, to standard error. Either
+/// way every line is redacted and the packet-level libraries stay quiet unless named
+/// (`crate::logging`).
 fn init_tracing(serve_format: Option<LogFormat>) -> anyhow::Result<()> {
-    let filter = match std::env::var("RUST_LOG") {
+    let spec = match std::env::var("RUST_LOG") {
         Ok(directives) if !directives.is_empty() => {
             EnvFilter::try_new(&directives).map_err(|error| {
                 anyhow::anyhow!("RUST_LOG {directives:?} is not a log filter: {error}")
-            })?
+            })?;
+            directives
         }
-        _ if serve_format.is_some() => EnvFilter::new("info"),
-        _ => EnvFilter::new("warn"),
+        _ if serve_format.is_some() => "info".to_owned(),
+        _ => "warn".to_owned(),
     };
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let builder = tracing_subscriber::fmt().with_env_filter(logging::filter(&spec));
+    let human = |ansi: bool| Redacting(tracing_subscriber::fmt::format().with_ansi(ansi));
     match serve_format {
-        Some(LogFormat::Human) => builder
-            .with_ansi(std::io::stdout().is_terminal())
+        Some(LogFormat::Human) => {
+            let ansi = std::io::stdout().is_terminal();
+            builder.with_ansi(ansi).event_format(human(ansi)).try_init()
+        }
+        Some(LogFormat::Json) => builder
+            .event_format(Redacting(tracing_subscriber::fmt::format().json()))
             .try_init(),
-        Some(LogFormat::Json) => builder.json().try_init(),
-        None => builder
-            .with_writer(std::io::stderr)
-            .with_ansi(std::io::stderr().is_terminal())
-            .try_init(),
+        None => {
+            let ansi = std::io::stderr().is_terminal();
+            builder
+                .with_writer(std::io::stderr)
+                .with_ansi(ansi)
+                .event_format(human(ansi))
+                .try_init()
+        }
     }
     .map_err(|error| anyhow::anyhow!("starting the log: {error}"))
 }

@@ -81,6 +81,12 @@ pub struct Config {
           value_parser = boolean)]
     pub cookie_secure: bool,
 
+    /// Origins whose web pages may change state and open sockets, comma-separated
+    /// (`https://chat.example.com,https://admin.example.com`). Unset: a page of the host the
+    /// request is addressed to (its `Host` header). Requests without `Origin` (apps) always pass.
+    #[arg(long, env = "IM_ALLOWED_ORIGINS", value_delimiter = ',', global = true)]
+    pub allowed_origins: Vec<String>,
+
     /// Seconds a session lives after its last use.
     #[arg(long, env = "IM_SESSION_TTL", default_value_t = 24 * 3600, global = true)]
     pub session_ttl_secs: u64,
@@ -273,6 +279,7 @@ impl Config {
         if self.session_ttl_secs < 60 {
             return Err("IM_SESSION_TTL must be at least 60 seconds".into());
         }
+        crate::http::origin::OriginPolicy::from_list(&self.allowed_origins)?;
         if self.presence_ttl_secs < 3 {
             return Err("IM_PRESENCE_TTL must be at least 3 seconds".into());
         }
@@ -336,6 +343,7 @@ impl fmt::Debug for Config {
             .field("timezone", &self.timezone)
             .field("cookie_name", &self.cookie_name)
             .field("cookie_secure", &self.cookie_secure)
+            .field("allowed_origins", &self.allowed_origins)
             .field("session_ttl_secs", &self.session_ttl_secs)
             .field("admin_password", &redact(&self.admin_password))
             .field("generated_password_file", &self.generated_password_file)

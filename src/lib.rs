@@ -6,6 +6,7 @@ pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod http;
+pub mod logging;
 pub mod realtime;
 pub mod session;
 pub mod store;

@@ -1022,10 +1022,22 @@ async fn user_role_refusals(backend: Backend) {
 async fn chat_user_create_and_edit(backend: Backend) {
     let server = TestServer::start(backend).await;
     let admin = server.logged_in("admin").await;
+    // An avatar is a default one or a file the admin uploaded.
+    let avatar = admin.upload_png().await;
+    assert_refused(
+        &admin
+            .post(
+                "/api/v1/admin/users",
+                &json!({"username": "newcomer", "password": "secret1", "avatar": "https://evil.example/x.png"}),
+            )
+            .await,
+        "1",
+        "参数校验失败",
+    );
     let created = admin
         .post(
             "/api/v1/admin/users",
-            &json!({"username": "newcomer", "password": "secret1", "avatar": "/public/upload/a.png"}),
+            &json!({"username": "newcomer", "password": "secret1", "avatar": avatar}),
         )
         .await;
     assert_no_password(&created);
@@ -1034,7 +1046,7 @@ async fn chat_user_create_and_edit(backend: Backend) {
         json!({"statusCode": "0", "errorMessage": null, "data": {
             "id": 35, "provider": "local", "username": "newcomer",
             "createdAt": "<time>", "updatedAt": "<time>",
-            "userInfo": {"id": 35, "userId": 35, "nickname": "newcomer", "photo": "/public/upload/a.png",
+            "userInfo": {"id": 35, "userId": 35, "nickname": "newcomer", "photo": avatar,
                          "sign": null, "createdAt": "<time>", "updatedAt": "<time>"},
             "roles": [role_json(2, "用户", "user", "普通用户")],
         }})
@@ -1078,11 +1090,12 @@ async fn chat_user_create_and_edit(backend: Backend) {
         );
     }
 
+    let second = admin.upload_png().await;
     assert_eq!(
         admin
             .put(
                 "/api/v1/admin/users",
-                &json!({"id": 35, "nickname": "新人", "sign": "你好", "photo": "/public/upload/b.png"}),
+                &json!({"id": 35, "nickname": "新人", "sign": "你好", "photo": second}),
             )
             .await,
         json!({"statusCode": "0", "errorMessage": null, "data": null})
@@ -1090,7 +1103,7 @@ async fn chat_user_create_and_edit(backend: Backend) {
     let me = newcomer.get("/api/v1/currentUser").await;
     assert_eq!(
         mask_times(&data(&me)["userInfo"]),
-        json!({"id": 35, "userId": 35, "nickname": "新人", "photo": "/public/upload/b.png",
+        json!({"id": 35, "userId": 35, "nickname": "新人", "photo": second,
                "sign": "你好", "createdAt": "<time>", "updatedAt": "<time>"})
     );
     // A new password logs out whoever held the old one.

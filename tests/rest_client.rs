@@ -161,17 +161,12 @@ async fn userinfo_update_by_owner_and_admin(backend: Backend) {
     );
     // The admin may change anyone's profile.
     let admin = server.logged_in("admin").await;
+    let photo = admin.upload_png().await;
     let reply = admin
-        .put(
-            "/api/v1/userinfo/3",
-            &json!({"id": 3, "photo": "/public/upload/abc.png"}),
-        )
+        .put("/api/v1/userinfo/3", &json!({"id": 3, "photo": photo}))
         .await;
     assert_eq!(data(&reply), &json!({}));
-    assert_eq!(
-        data(&user.get("/api/v1/userinfo/3").await)["photo"],
-        "/public/upload/abc.png"
-    );
+    assert_eq!(data(&user.get("/api/v1/userinfo/3").await)["photo"], photo);
 }
 
 async fn userinfo_update_of_someone_else_is_refused(backend: Backend) {

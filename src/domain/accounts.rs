@@ -12,8 +12,9 @@ use crate::store::models::{NewUser, NewUserInfo, Right, Role, User, UserInfo};
 use crate::store::{self, DbConn, StoreError};
 
 use super::events::DomainEvent;
+use super::names::{USERNAME_MAX, USERNAME_MIN};
 use super::rbac::{right, role};
-use super::{Actor, DomainError};
+use super::{Actor, DomainError, names};
 
 /// What log-in, sign-up and `currentUser` answer: the user's profile, rights and roles.
 #[derive(Debug, Serialize)]
@@ -28,13 +29,11 @@ pub struct Identity {
     pub token: Option<String>,
 }
 
-const USERNAME_MIN: usize = 4;
 const PASSWORD_MIN: usize = 6;
-/// Upper bounds the original lacked: long enough for any real name, short enough to index.
-const USERNAME_MAX: usize = 64;
+/// An upper bound the original lacked.
 const PASSWORD_MAX: usize = 128;
 
-const BAD_PARAMS: &str = "参数校验失败";
+pub const BAD_PARAMS: &str = "参数校验失败";
 
 /// A default avatar, `/public/images/head1.png` .. `head9.png`.
 pub fn default_photo(n: u32) -> String {
@@ -190,7 +189,7 @@ async fn check_credentials(
     client: IpAddr,
 ) -> Result<Checked, DomainError> {
     let mut conn = app.db.get().await?;
-    let user = store::accounts::find_user_by_username(&mut conn, username).await?;
+    let user = find_user(&mut conn, username).await?;
     drop(conn);
     // Asked for an unknown name too (of a user id that never exists), so that both cost the
     // same round trip.
@@ -235,6 +234,17 @@ async fn check_credentials(
     Ok(Checked::Right { user, on_account })
 }
 
+/// The user a log-in names: by the exact username first (so that an old account whose name
+/// differs from an older one only in case still logs in), then by its key (`USER`, ` user` and
+/// `ｕｓｅｒ` all name `user`).
+pub async fn find_user(conn: &mut DbConn, username: &str) -> Result<Option<User>, DomainError> {
+    if let Some(user) = store::accounts::find_user_by_username(conn, username).await? {
+        return Ok(Some(user));
+    }
+    let key = names::username_key(username);
+    Ok(store::accounts::find_user_by_key(conn, &key).await?)
+}
+
 /// Opens a session for a user whose credentials were checked, if they may log in.
 pub async fn open_session(
     app: &App,
@@ -255,7 +265,10 @@ pub async fn open_session(
 pub enum CredentialRule {
     #[error("a username must be {USERNAME_MIN} to {USERNAME_MAX} characters long")]
     UsernameLength,
-    #[error("a username may not contain control characters")]
+    #[error(
+        "a username may not hold control, invisible or bidi characters, whitespace other than \
+         a space, nor mix Latin, Greek and Cyrillic letters"
+    )]
     UsernameCharacters,
     #[error("a password must be {PASSWORD_MIN} to {PASSWORD_MAX} characters long")]
     PasswordLength,
@@ -267,15 +280,17 @@ impl From<CredentialRule> for DomainError {
     }
 }
 
-/// The rule every new username meets, however the account is created.
+/// Which rule of [`names::username`] a username breaks, for operators' tools; every account is
+/// created through that function whatever path it takes.
 pub fn check_username(username: &str) -> Result<(), CredentialRule> {
-    if !(USERNAME_MIN..=USERNAME_MAX).contains(&username.chars().count()) {
+    if names::username(username).is_ok() {
+        return Ok(());
+    }
+    let length = username.trim().chars().count();
+    if !(USERNAME_MIN..=USERNAME_MAX).contains(&length) {
         return Err(CredentialRule::UsernameLength);
     }
-    if username.chars().any(char::is_control) {
-        return Err(CredentialRule::UsernameCharacters);
-    }
-    Ok(())
+    Err(CredentialRule::UsernameCharacters)
 }
 
 /// The rule every password meets, however it is set.
@@ -336,11 +351,17 @@ pub struct NewAccount<'a> {
 }
 
 /// Writes a user, their profile, their role and, if asked, their membership of the first open
-/// group, inside the caller's transaction. Every way an account comes to be goes through here.
+/// group, inside the caller's transaction. Every way an account comes to be goes through here,
+/// and so through the naming rules of `names` (the username and nickname are checked again
+/// here, whatever the caller did).
 pub async fn insert_account(tx: &mut DbConn, new: &NewAccount<'_>) -> Result<User, DomainError> {
-    if store::accounts::find_user_by_username(tx, new.username)
-        .await?
-        .is_some()
+    let username = names::username(new.username)?;
+    let nickname = names::nickname(new.nickname)?;
+    let key = names::username_key(&username);
+    if store::accounts::find_user_by_key(tx, &key).await?.is_some()
+        || store::accounts::find_user_by_username(tx, &username)
+            .await?
+            .is_some()
     {
         return Err(DomainError::rejected(DUPLICATE_USERNAME));
     }
@@ -349,7 +370,8 @@ pub async fn insert_account(tx: &mut DbConn, new: &NewAccount<'_>) -> Result<Use
         tx,
         &NewUser {
             provider: new.provider,
-            username: new.username,
+            username: &username,
+            username_key: Some(&key),
             password: new.password_hash,
             created_at: now,
             updated_at: now,
@@ -364,7 +386,7 @@ pub async fn insert_account(tx: &mut DbConn, new: &NewAccount<'_>) -> Result<Use
         tx,
         &NewUserInfo {
             user_id: user.id,
-            nickname: new.nickname,
+            nickname: &nickname,
             photo: new.photo,
             sign: None,
             created_at: now,
@@ -395,14 +417,16 @@ pub async fn create_local_user(
     role_key: &'static str,
     join_first_group: bool,
 ) -> Result<User, DomainError> {
-    let (username, password_hash) = (username.to_owned(), password_hash.to_owned());
+    let username = names::username(username)?;
+    let nickname = names::default_nickname(&username);
+    let password_hash = password_hash.to_owned();
     conn.transaction(move |tx| {
         Box::pin(async move {
             let account = NewAccount {
                 provider: "local",
                 username: &username,
                 password_hash: Some(&password_hash),
-                nickname: &username,
+                nickname: &nickname,
                 photo: &random_photo(),
                 role_key,
                 join_first_group,
@@ -411,6 +435,33 @@ pub async fn create_local_user(
         })
     })
     .await
+}
+
+/// Ends the session a client held before it logged in or signed up (the cookie its browser
+/// sent), with its sockets: a log-in starts afresh, so a session planted in the browser before
+/// (session fixation) or left by the previous user of a shared machine ends there. An id that
+/// names no live session is ignored; a store that cannot be reached is only logged, since the
+/// new session is already open.
+pub async fn end_previous_session(app: &App, previous: &str, new_session: Option<&str>) {
+    if !crate::session::looks_like_session_id(previous) || Some(previous) == new_session {
+        return;
+    }
+    let session = match app.sessions.resolve(previous).await {
+        Ok(Some(session)) => session,
+        Ok(None) => return,
+        Err(error) => {
+            tracing::warn!(%error, "previous session not ended at log-in");
+            return;
+        }
+    };
+    if let Err(error) = app.sessions.revoke(&session.id).await {
+        tracing::warn!(%error, "previous session not ended at log-in");
+        return;
+    }
+    let _ = app.events.send(DomainEvent::SessionEnded {
+        user_id: session.user_id,
+        session_id: session.id,
+    });
 }
 
 /// Ends the actor's session, and with it the sockets it opened.
@@ -436,7 +487,7 @@ pub async fn set_password(
     password: &str,
 ) -> Result<(), DomainError> {
     check_password(password)?;
-    let user = store::accounts::find_user_by_username(conn, username)
+    let user = find_user(conn, username)
         .await?
         .ok_or_else(|| DomainError::rejected(super::profiles::NO_SUCH_USER))?;
     let hash = hash_password(password).await?;

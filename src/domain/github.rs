@@ -17,9 +17,9 @@ use crate::config::Config;
 use crate::store::models::User;
 use crate::store::{self, DbConn, StoreError};
 
-use super::DomainError;
 use super::accounts::{self, Identity, random_photo};
 use super::rbac::role;
+use super::{DomainError, names};
 
 const NOT_CONFIGURED: &str = "未配置 GitHub 登录";
 const BAD_STATE: &str = "GitHub 登录校验失败，请重新登录";
@@ -265,28 +265,25 @@ fn username_candidates(login: &str) -> impl Iterator<Item = String> {
 async fn create_linked(tx: &mut DbConn, github: &GithubUser) -> Result<User, LinkError> {
     let mut username = None;
     for candidate in username_candidates(&github.login).take(50) {
-        if store::accounts::find_user_by_username(tx, &candidate)
-            .await?
-            .is_none()
-        {
+        if accounts::find_user(tx, &candidate).await?.is_none() {
             username = Some(candidate);
             break;
         }
     }
     let username = username.unwrap_or_else(|| format!("github{}", github.id));
-    let nickname: String = github
+    // GitHub's display name is free text: what cannot show is dropped (names::nickname_from).
+    let nickname = github
         .name
         .as_deref()
-        .filter(|name| !name.trim().is_empty())
-        .unwrap_or(&github.login)
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(64)
-        .collect();
+        .and_then(names::nickname_from)
+        .or_else(|| names::nickname_from(&github.login))
+        .unwrap_or_else(|| names::default_nickname(&username));
+    // Only the account's own avatar on GitHub's avatar host: any other address would make
+    // every viewer's browser call a host of the GitHub user's choosing.
     let photo = github
         .avatar_url
         .clone()
-        .filter(|url| url.starts_with("https://") && url.len() <= 1024)
+        .filter(|url| names::is_github_avatar(url, github.id))
         .unwrap_or_else(random_photo);
     let account = accounts::NewAccount {
         provider: "github",

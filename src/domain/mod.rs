@@ -13,6 +13,7 @@ pub mod groups;
 pub mod limits;
 pub mod message_writer;
 pub mod messaging;
+pub mod names;
 pub mod presence;
 pub mod profiles;
 pub mod rbac;

@@ -9,7 +9,7 @@ use crate::app::App;
 use crate::store::models::{User, UserInfo};
 use crate::store::{self, DbConn};
 
-use super::{Actor, DomainError, rbac};
+use super::{Actor, DomainError, names, rbac};
 
 /// A user with their profile: the `user + userInfo` shape of API.md §4.
 #[derive(Debug, Clone, Serialize)]
@@ -59,43 +59,6 @@ pub struct ProfileChange {
     pub sign: Option<String>,
 }
 
-const NICKNAME_MAX: usize = 32;
-const SIGN_MAX: usize = 100;
-const PHOTO_MAX: usize = 512;
-
-fn check_nickname(nickname: &str) -> Result<(), DomainError> {
-    let len = nickname.trim().chars().count();
-    if len == 0 || len > NICKNAME_MAX || nickname.chars().any(char::is_control) {
-        return Err(DomainError::invalid(format!(
-            "昵称应为1到{NICKNAME_MAX}个字符"
-        )));
-    }
-    Ok(())
-}
-
-fn check_sign(sign: &str) -> Result<(), DomainError> {
-    if sign.chars().count() > SIGN_MAX {
-        return Err(DomainError::invalid(format!("签名最多{SIGN_MAX}个字符")));
-    }
-    Ok(())
-}
-
-/// A photo is one of our files (`/public/...`) or a web address: never `javascript:` or the like,
-/// since clients put it in an `<img src>`.
-fn check_photo(photo: &str) -> Result<(), DomainError> {
-    let allowed = photo.starts_with("/public/")
-        || photo.starts_with("https://")
-        || photo.starts_with("http://");
-    if !allowed
-        || photo.len() > PHOTO_MAX
-        || photo.contains("..")
-        || photo.chars().any(|c| c.is_control() || c.is_whitespace())
-    {
-        return Err(DomainError::invalid("头像地址不合法"));
-    }
-    Ok(())
-}
-
 /// Changes the profile `user_info_id`: only its owner, or a user with the `admin` right, may
 /// (the original let anyone rewrite anyone's profile, its `userId` included).
 pub async fn update_user_info(
@@ -104,15 +67,12 @@ pub async fn update_user_info(
     user_info_id: i32,
     change: ProfileChange,
 ) -> Result<(), DomainError> {
-    if let Some(nickname) = &change.nickname {
-        check_nickname(nickname)?;
-    }
-    if let Some(sign) = &change.sign {
-        check_sign(sign)?;
-    }
-    if let Some(photo) = &change.photo {
-        check_photo(photo)?;
-    }
+    let nickname = change
+        .nickname
+        .as_deref()
+        .map(names::nickname)
+        .transpose()?;
+    let sign = change.sign.as_deref().map(names::sign).transpose()?;
     let mut conn = app.db.get().await?;
     let current = store::accounts::find_user_info_by_id(&mut conn, user_info_id)
         .await?
@@ -120,12 +80,17 @@ pub async fn update_user_info(
     if current.user_id != actor.user_id && rbac::require_admin(actor).is_err() {
         return Err(DomainError::NotPermitted);
     }
-    let nickname = change
-        .nickname
-        .map(|n| n.trim().to_owned())
-        .unwrap_or(current.nickname);
-    let photo = change.photo.unwrap_or(current.photo);
-    let sign = change.sign.or(current.sign);
+    // The photo is checked only when it changes: the H5 client sends the whole profile back,
+    // and a photo set before these rules must not block a change of nickname.
+    let photo = match change.photo {
+        Some(photo) if photo != current.photo => {
+            names::check_photo(&mut conn, &photo, Some(current.user_id), actor.user_id).await?;
+            photo
+        }
+        _ => current.photo,
+    };
+    let nickname = nickname.unwrap_or(current.nickname);
+    let sign = sign.or(current.sign);
     store::accounts::update_user_info(&mut conn, current.id, &nickname, &photo, sign.as_deref())
         .await?;
     Ok(())

@@ -91,7 +91,10 @@ impl Robot {
             {
                 Ok(Ok(Some(say))) => return say,
                 Ok(Ok(None)) => tracing::debug!("robot backend gave no answer"),
-                Ok(Err(error)) => tracing::warn!(%error, "robot backend failed"),
+                // Without the URL: its query holds the access token, or the secret key.
+                Ok(Err(error)) => {
+                    tracing::warn!(error = %error.without_url(), "robot backend failed")
+                }
                 Err(_) => tracing::warn!("robot backend timed out"),
             }
         }

@@ -60,6 +60,7 @@ pub async fn demo(conn: &mut DbConn) -> Result<DemoOutcome, DomainError> {
                     &NewUser {
                         provider: "local",
                         username,
+                        username_key: Some(&super::names::username_key(username)),
                         password: Some(&hash),
                         created_at: now,
                         updated_at: now,
@@ -174,10 +175,8 @@ pub async fn admin_needed(conn: &mut DbConn) -> Result<bool, DomainError> {
     if store::rbac::anyone_holds_right(conn, right::ADMIN).await? {
         return Ok(false);
     }
-    if store::accounts::find_user_by_username(conn, "admin")
-        .await?
-        .is_some()
-    {
+    // By key: `Admin` or `ａｄｍｉｎ` would take the name `admin` as surely as `admin` itself.
+    if super::accounts::find_user(conn, "admin").await?.is_some() {
         return Err(DomainError::Internal(
             "no user holds the admin right and the name `admin` is taken: create an admin with \
              `im-server user create NAME --role admin`"
@@ -269,7 +268,11 @@ async fn write_bench(
     }
     let now = crate::time::now();
     let names: Vec<String> = (1..=spec.users).map(bench_username).collect();
-    let by_name: HashMap<String, i32> = store::bulk::insert_users(tx, names.clone(), hash, now)
+    let keyed = names
+        .iter()
+        .map(|name| (name.clone(), super::names::username_key(name)))
+        .collect();
+    let by_name: HashMap<String, i32> = store::bulk::insert_users(tx, keyed, hash, now)
         .await?
         .into_iter()
         .map(|(id, name)| (name, id))

@@ -11,8 +11,9 @@ use tokio::io::AsyncWriteExt;
 
 use crate::app::App;
 
-use super::DomainError;
 use super::limits::Limits;
+use super::{Actor, DomainError};
+use crate::store;
 
 /// Most files in one request (the H5 client picks one; WeChat allows nine pictures at once).
 pub const MAX_FILES: usize = 9;
@@ -189,10 +190,19 @@ impl UploadBatch {
     }
 
     /// Keeps the stored files and answers their URLs; refuses a request without any file.
-    pub fn commit(mut self) -> Result<Vec<Uploaded>, DomainError> {
+    pub async fn commit(
+        mut self,
+        app: &App,
+        uploader: &Actor,
+    ) -> Result<Vec<Uploaded>, DomainError> {
         if self.urls.is_empty() {
             return Err(DomainError::rejected(NO_FILE));
         }
+        // Who uploaded what, so that only the uploader can make a file their photo. Should
+        // this fail, the batch is dropped and its files removed.
+        let urls: Vec<String> = self.urls.iter().map(|u| u.url.clone()).collect();
+        let mut conn = app.db.get().await?;
+        store::uploads::record(&mut conn, uploader.user_id, &urls).await?;
         self.committed = true;
         Ok(std::mem::take(&mut self.urls))
     }

@@ -15,7 +15,7 @@ use super::accounts::{NewAccount, hash_password, insert_account, random_photo};
 use super::admin::{Listing, PageRequest, access_changed};
 use super::events::DomainEvent;
 use super::rbac::{self, role};
-use super::{Actor, DomainError};
+use super::{Actor, DomainError, names};
 
 /// A user as the admin users list shows it: the user, `userInfo` and `roles`.
 #[derive(Debug, Serialize)]
@@ -32,10 +32,7 @@ const UNKNOWN_ROLE: &str = "角色不存在";
 const BAD_PARAMS: &str = "参数校验失败";
 const NOT_YOURSELF: &str = "不能对自己执行此操作";
 
-const USERNAME_LEN: std::ops::RangeInclusive<usize> = 4..=64;
 const PASSWORD_LEN: std::ops::RangeInclusive<usize> = 6..=128;
-const PROFILE_TEXT_MAX: usize = 255;
-const PHOTO_MAX: usize = 1024;
 
 /// The users list's filters as the query string carries them; empty means no filter.
 #[derive(Debug, Clone, Default)]
@@ -180,15 +177,12 @@ pub struct UserChanges {
     pub password: Option<String>,
 }
 
-fn check_text(text: &str, max: usize, allow_empty: bool) -> Result<(), DomainError> {
-    let length = text.chars().count();
-    if length > max
-        || (!allow_empty && text.trim().is_empty())
-        || text.chars().any(char::is_control)
-    {
-        return Err(DomainError::invalid(BAD_PARAMS));
+/// The admin pages' one answer to bad input, whatever the rule of `names` that refused it.
+fn bad_params(error: DomainError) -> DomainError {
+    match error {
+        DomainError::Invalid(_) => DomainError::invalid(BAD_PARAMS),
+        other => other,
     }
-    Ok(())
 }
 
 fn check_password(password: &str) -> Result<(), DomainError> {
@@ -206,19 +200,19 @@ pub async fn create_user(
     new: NewChatUser,
 ) -> Result<UserRow, DomainError> {
     rbac::require_admin(admin)?;
-    if !USERNAME_LEN.contains(&new.username.chars().count()) {
-        return Err(DomainError::invalid(BAD_PARAMS));
-    }
-    check_text(&new.username, *USERNAME_LEN.end(), false)?;
+    let username = names::username(&new.username)?;
     check_password(&new.password)?;
     let avatar = new.avatar.filter(|avatar| !avatar.trim().is_empty());
+    let mut conn = app.db.get().await?;
     if let Some(avatar) = &avatar {
-        check_text(avatar, PHOTO_MAX, false)?;
+        // The new user has no uploads yet: the avatar is one the admin uploaded.
+        names::check_photo(&mut conn, avatar, None, admin.user_id)
+            .await
+            .map_err(bad_params)?;
     }
     let hash = hash_password(&new.password).await?;
     let photo = avatar.unwrap_or_else(random_photo);
-    let username = new.username;
-    let mut conn = app.db.get().await?;
+    let nickname = names::default_nickname(&username);
     let user_id = conn
         .transaction(move |tx| {
             Box::pin(async move {
@@ -226,7 +220,7 @@ pub async fn create_user(
                     provider: "local",
                     username: &username,
                     password_hash: Some(&hash),
-                    nickname: &username,
+                    nickname: &nickname,
                     photo: &photo,
                     role_key: role::USER,
                     join_first_group: true,
@@ -258,14 +252,18 @@ pub async fn update_user(
     changes: UserChanges,
 ) -> Result<(), DomainError> {
     rbac::require_admin(admin)?;
+    let mut changes = changes;
     if let Some(nickname) = &changes.nickname {
-        check_text(nickname, 64, false)?;
-    }
-    if let Some(photo) = &changes.photo {
-        check_text(photo, PHOTO_MAX, false)?;
+        changes.nickname = Some(names::nickname(nickname).map_err(bad_params)?);
     }
     if let Some(sign) = &changes.sign {
-        check_text(sign, PROFILE_TEXT_MAX, true)?;
+        names::sign(sign).map_err(bad_params)?;
+    }
+    if let Some(photo) = &changes.photo {
+        let mut conn = app.db.get().await?;
+        names::check_photo(&mut conn, photo, Some(user_id), admin.user_id)
+            .await
+            .map_err(bad_params)?;
     }
     let hash = match &changes.password {
         Some(password) => {

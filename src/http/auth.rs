@@ -46,7 +46,11 @@ pub fn session_cookie(app: &App, session_id: String) -> Cookie<'static> {
         .build()
 }
 
-fn start_session(app: &App, cookies: &Cookies, identity: &Identity) {
+/// Sets the new session's cookie, after ending the session the browser's cookie named before.
+pub(super) async fn start_session(app: &App, cookies: &Cookies, identity: &Identity) {
+    if let Some(previous) = cookies.get(&app.config.cookie_name) {
+        accounts::end_previous_session(app, previous.value(), identity.token.as_deref()).await;
+    }
     if let Some(token) = &identity.token {
         cookies.add(session_cookie(app, token.clone()));
     }
@@ -59,7 +63,7 @@ async fn create_signup(
     Body(body): Body<Credentials>,
 ) -> ApiResult<Identity> {
     let identity = accounts::signup(&app, &body.username, &body.password, client).await?;
-    start_session(&app, &cookies, &identity);
+    start_session(&app, &cookies, &identity).await;
     ok(identity)
 }
 
@@ -70,7 +74,7 @@ async fn create_login(
     Body(body): Body<Credentials>,
 ) -> ApiResult<Identity> {
     let identity = accounts::login(&app, &body.username, &body.password, client).await?;
-    start_session(&app, &cookies, &identity);
+    start_session(&app, &cookies, &identity).await;
     ok(identity)
 }
 

@@ -80,6 +80,16 @@ pub fn retry_after_secs(wait: std::time::Duration) -> u64 {
     (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
 }
 
+/// A refusal decided before any handler runs (a middleware's): the envelope with `message`.
+pub fn refused(http: StatusCode, message: &str) -> Response {
+    let body = Envelope::<()> {
+        status_code: "1",
+        error_message: Some(message.to_owned()),
+        data: None,
+    };
+    (http, Json(body)).into_response()
+}
+
 /// The original framework's answer to a route it does not know.
 pub fn not_found() -> Response {
     (

@@ -82,10 +82,25 @@ where
             Ok(axum::Json(value)) => Ok(Body(value)),
             Err(rejection) => {
                 let rejection: JsonRejection = rejection;
-                tracing::debug!(%rejection, "malformed request body");
+                // The kind only: serde's message quotes the body ("invalid type: integer
+                // `123456`" of a password sent as a number).
+                tracing::debug!(
+                    kind = json_rejection_kind(&rejection),
+                    "malformed request body"
+                );
                 Err(DomainError::invalid("参数校验失败").into())
             }
         }
+    }
+}
+
+fn json_rejection_kind(rejection: &JsonRejection) -> &'static str {
+    match rejection {
+        JsonRejection::JsonDataError(_) => "fields of the wrong type or missing",
+        JsonRejection::JsonSyntaxError(_) => "not JSON",
+        JsonRejection::MissingJsonContentType(_) => "not application/json",
+        JsonRejection::BytesRejection(_) => "body not read",
+        _ => "other",
     }
 }
 
@@ -103,7 +118,8 @@ where
         match Query::<T>::from_request_parts(parts, state).await {
             Ok(Query(value)) => Ok(Params(value)),
             Err(rejection) => {
-                tracing::debug!(%rejection, "malformed query string");
+                // Not its text: it may quote the query, which can carry a token.
+                tracing::debug!(status = %rejection.status(), "malformed query string");
                 Err(DomainError::invalid("参数校验失败").into())
             }
         }

@@ -77,8 +77,6 @@ async fn show_github_callback(
     ));
     let identity =
         github::complete(&app, query.code.as_deref(), query.state.as_deref(), pending).await?;
-    if let Some(token) = identity.token {
-        cookies.add(super::auth::session_cookie(&app, token));
-    }
+    super::auth::start_session(&app, &cookies, &identity).await;
     Ok(Redirect::to("/"))
 }

@@ -27,7 +27,8 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Every service a request may need answers: 200, or 503 naming what is down.
 async fn show_readiness(State(app): State<Arc<App>>) -> (StatusCode, Json<Value>) {
-    let database = probe("database", app.db.ping()).await;
+    // A write, not a read: a full or read-only database still reads, while sends fail.
+    let database = probe("database", app.db.check_writable()).await;
     let mut report = json!({ "database": state(database) });
     let mut ready = database;
     if let Some(redis) = &app.redis {

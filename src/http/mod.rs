@@ -12,6 +12,7 @@ pub mod github;
 pub mod groups;
 pub mod health;
 pub mod home;
+pub mod origin;
 pub mod request_log;
 pub mod search;
 pub mod upload;

@@ -53,7 +53,7 @@ async fn create_upload(
         .map_err(|_| malformed())?;
     let mut batch = UploadBatch::new(&app, actor.user_id);
     match receive(&mut multipart, &mut batch).await {
-        Ok(()) => ok(batch.commit()?),
+        Ok(()) => ok(batch.commit(&app, &actor).await?),
         Err(error) => {
             // Reading the rest (bounded) lets the client receive the answer instead of a reset
             // connection; the batch removes what it stored when it is dropped.

@@ -56,7 +56,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const UPGRADE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Where Socket.IO is served.
-const SOCKET_IO_PATH: &str = "/socket.io";
+pub const SOCKET_IO_PATH: &str = "/socket.io";
 
 pub const NEW_MESSAGE: &str = "/v1/im/new-message";
 pub const JOIN: &str = "/v1/im/join";

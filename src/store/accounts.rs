@@ -28,6 +28,45 @@ pub async fn find_user_by_username(
     })
 }
 
+/// The user whose username key (`domain::names::username_key`) is `key`.
+pub async fn find_user_by_key(conn: &mut DbConn, key: &str) -> Result<Option<User>, StoreError> {
+    db_run!(conn: {
+        Ok(users::table
+            .filter(users::username_key.eq(key))
+            .select(User::as_select())
+            .first(conn)
+            .await
+            .optional()?)
+    })
+}
+
+/// Every user's id, username and key, in id order: what the key backfill at start needs.
+pub async fn usernames_and_keys(
+    conn: &mut DbConn,
+) -> Result<Vec<(i32, String, Option<String>)>, StoreError> {
+    db_run!(conn: {
+        Ok(users::table
+            .order(users::id)
+            .select((users::id, users::username, users::username_key))
+            .load(conn)
+            .await?)
+    })
+}
+
+pub async fn set_username_key(
+    conn: &mut DbConn,
+    user_id: i32,
+    key: &str,
+) -> Result<(), StoreError> {
+    db_run!(conn: {
+        diesel::update(users::table.find(user_id))
+            .set(users::username_key.eq(key))
+            .execute(conn)
+            .await?;
+    });
+    Ok(())
+}
+
 pub async fn count_users(conn: &mut DbConn) -> Result<i64, StoreError> {
     db_run!(conn: { Ok(users::table.count().get_result(conn).await?) })
 }

@@ -87,20 +87,21 @@ async fn on_sqlite<R: Send + 'static>(
     Ok(conn.spawn_blocking(task).await?)
 }
 
-/// Inserts local users sharing one password hash; returns `(id, username)` of each, in no
-/// particular order.
+/// Inserts local users sharing one password hash, each `(username, username key)`; returns
+/// `(id, username)` of each, in no particular order.
 pub async fn insert_users(
     conn: &mut DbConn,
-    usernames: Vec<String>,
+    usernames: Vec<(String, String)>,
     password_hash: &str,
     now: NaiveDateTime,
 ) -> Result<Vec<(i32, String)>, StoreError> {
     let rows: Vec<_> = usernames
         .into_iter()
-        .map(|username| {
+        .map(|(username, key)| {
             (
                 users::provider.eq("local"),
                 users::username.eq(username),
+                users::username_key.eq(Some(key)),
                 users::password.eq(Some(password_hash.to_owned())),
                 users::created_at.eq(now),
                 users::updated_at.eq(now),

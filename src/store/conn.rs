@@ -277,10 +277,20 @@ impl Db {
         })
     }
 
-    /// Round-trips a trivial query: the readiness check.
+    /// Round-trips a trivial query.
     pub async fn ping(&self) -> Result<(), StoreError> {
         let conn = &mut self.get().await?;
         crate::db_run!(conn: { conn.batch_execute("SELECT 1").await?; });
+        Ok(())
+    }
+
+    /// Commits a one-row write: the readiness check. A database that still answers reads but
+    /// cannot write (full disk, read-only, locked) fails it, as every send would.
+    pub async fn check_writable(&self) -> Result<(), StoreError> {
+        let conn = &mut self.get().await?;
+        crate::db_run!(conn: {
+            conn.batch_execute("UPDATE readiness SET checks = checks + 1 WHERE id = 1").await?;
+        });
         Ok(())
     }
 }

@@ -43,3 +43,15 @@ pub async fn link(
     });
     Ok(())
 }
+
+/// The GitHub account (its numeric id) linked to local user `user_id`.
+pub async fn github_id_of(conn: &mut DbConn, user_id: i32) -> Result<Option<i64>, StoreError> {
+    db_run!(conn: {
+        Ok(github_identities::table
+            .filter(github_identities::user_id.eq(user_id))
+            .select(github_identities::github_id)
+            .first(conn)
+            .await
+            .optional()?)
+    })
+}

@@ -18,6 +18,7 @@ pub mod messages;
 pub mod presence;
 pub mod rbac;
 pub mod stats;
+pub mod uploads;
 
 pub use conn::{Backend, Db, DbConn, PgConn, SqliteConn, TxFuture, on_one_thread, sqlite_path};
 
@@ -62,9 +63,33 @@ impl From<DieselError> for StoreError {
                 DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
                 info,
             ) => StoreError::Unavailable(info.message().to_owned()),
+            // A database that cannot write (read-only, full disk, locked past the busy
+            // timeout) is unavailable too: the client may try again, the operator must act.
+            DieselError::DatabaseError(DatabaseErrorKind::ReadOnlyTransaction, info) => {
+                StoreError::Unavailable(info.message().to_owned())
+            }
+            DieselError::DatabaseError(_, info) if cannot_write(info.message()) => {
+                StoreError::Unavailable(info.message().to_owned())
+            }
             other => StoreError::Query(other.to_string()),
         }
     }
+}
+
+/// Whether a database error says that nothing can be written now. SQLite reports these only
+/// by message (diesel maps SQLITE_FULL, SQLITE_READONLY, SQLITE_BUSY and SQLITE_IOERR to
+/// `Unknown`); PostgreSQL's disk-full errors carry the system's message.
+fn cannot_write(message: &str) -> bool {
+    [
+        "database or disk is full",
+        "readonly database",
+        "database is locked",
+        "disk I/O error",
+        "No space left on device",
+        "read-only transaction",
+    ]
+    .iter()
+    .any(|sign| message.contains(sign))
 }
 
 impl From<diesel_async::pooled_connection::deadpool::PoolError> for StoreError {

@@ -65,6 +65,7 @@ pub struct User {
 pub struct NewUser<'a> {
     pub provider: &'a str,
     pub username: &'a str,
+    pub username_key: Option<&'a str>,
     pub password: Option<&'a str>,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,

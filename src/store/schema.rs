@@ -10,6 +10,8 @@ diesel::table! {
         password -> Nullable<Text>,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+        /// The username NFKC-normalised and lower-cased (`domain::names::username_key`): unique.
+        username_key -> Nullable<Text>,
     }
 }
 
@@ -146,7 +148,24 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    uploads (id) {
+        id -> Integer,
+        user_id -> Integer,
+        url -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    readiness (id) {
+        id -> Integer,
+        checks -> BigInt,
+    }
+}
+
 diesel::joinable!(user_infos -> users (user_id));
+diesel::joinable!(uploads -> users (user_id));
 diesel::joinable!(github_identities -> users (user_id));
 diesel::joinable!(role_rights -> roles (role_id));
 diesel::joinable!(role_rights -> rights (right_id));
@@ -172,4 +191,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     friends,
     messages,
     applies,
+    uploads,
 );

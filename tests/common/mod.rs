@@ -302,6 +302,25 @@ impl Client {
         self.send(reqwest::Method::DELETE, path, body).await
     }
 
+    /// Uploads a one-pixel PNG and returns its URL: a photo must be one's own upload.
+    pub async fn upload_png(&self) -> String {
+        const PNG: &[u8] =
+            b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01\0\0\0\x01\x08\x02\0\0\0\x90wS\xde";
+        let part = reqwest::multipart::Part::bytes(PNG).file_name("photo.png");
+        let reply: Value = self
+            .http
+            .post(format!("{}/api/v1/upload", self.base))
+            .multipart(reqwest::multipart::Form::new().part("file", part))
+            .send()
+            .await
+            .expect("upload request")
+            .json()
+            .await
+            .expect("JSON answer");
+        assert_eq!(reply["statusCode"], "0", "upload: {reply}");
+        reply["data"][0]["url"].as_str().expect("url").to_owned()
+    }
+
     pub async fn send(&self, method: reqwest::Method, path: &str, body: &Value) -> Value {
         let response = self
             .http
