@@ -385,7 +385,12 @@ async fn user_create_applies_the_api_rules_and_creates_no_one_else() {
         (
             &["user", "create", "al\u{7}ce"][..],
             "secret1\n",
-            "control characters",
+            "control, invisible or bidi characters",
+        ),
+        (
+            &["user", "create", "\u{430}dmin"][..],
+            "secret1\n",
+            "mix Latin, Greek and Cyrillic",
         ),
         (&["user", "create", "alice"][..], "short\n", "6 to 128"),
     ] {
