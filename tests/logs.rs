@@ -59,10 +59,11 @@ impl Server {
             readers.push(tokio::spawn(async move {
                 let mut lines = BufReader::new(stream).lines();
                 while let Ok(Some(line)) = lines.next_line().await {
-                    if line.contains("serving")
-                        && let Some(addr) = line.split("addr=").nth(1)
+                    if line.contains("im-server serving")
+                        && let Some(addr) = line.split("url=http://").nth(1)
                     {
-                        let _ = addr_tx.send(addr.split_whitespace().next().unwrap_or("").into());
+                        let addr = addr.split_whitespace().next().unwrap_or("");
+                        let _ = addr_tx.send(addr.trim_end_matches('/').into());
                     }
                     let mut output = output.lock().expect("output");
                     output.push_str(&line);
