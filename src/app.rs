@@ -7,7 +7,6 @@ use std::sync::Arc;
 use anyhow::Context;
 use axum::Router;
 use axum::http::{HeaderName, HeaderValue};
-use axum::serve::ListenerExt;
 use redis::aio::ConnectionManager;
 use tokio::net::TcpListener;
 use tower_cookies::CookieManagerLayer;
@@ -150,17 +149,16 @@ impl App {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let router = self.router()?;
-        tracing::info!(addr = %listener.local_addr()?, "serving");
-        // Chat is small writes that must leave at once: with Nagle's algorithm a message waits
-        // for the peer to acknowledge the previous one, up to its delayed-ACK timer (40 ms).
-        let listener = listener.tap_io(|tcp| {
-            if let Err(error) = tcp.set_nodelay(true) {
-                tracing::debug!(%error, "TCP_NODELAY not set");
-            }
-        });
-        let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
-        axum::serve(listener, service)
-            .with_graceful_shutdown(shutdown)
+        let descriptors = crate::connections::raise_descriptor_limit();
+        let limits = crate::connections::Limits::new(&self.config, descriptors);
+        tracing::info!(
+            addr = %listener.local_addr()?,
+            descriptors,
+            max_connections = limits.max_connections,
+            max_connections_per_ip = limits.max_per_address,
+            "serving"
+        );
+        crate::connections::serve(listener, router, limits, shutdown)
             .await
             .context("serving HTTP")
     }

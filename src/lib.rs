@@ -3,6 +3,7 @@
 
 pub mod app;
 pub mod config;
+pub mod connections;
 pub mod domain;
 pub mod http;
 pub mod realtime;

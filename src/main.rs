@@ -78,6 +78,23 @@ fn init_tracing(format: LogFormat) {
     }
 }
 
+/// Connections the kernel holds for us before we accept them. tokio's default (1,024) fills
+/// under a flood of connections, and then everyone's attempts are dropped; the kernel caps
+/// this at `net.core.somaxconn` (4,096 by default).
+const LISTEN_BACKLOG: u32 = 4096;
+
+fn listen(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    // A restart binds again while the last run's connections are in TIME_WAIT.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 fn password_or_stdin(given: Option<String>) -> anyhow::Result<String> {
     if let Some(password) = given {
         return Ok(password);
@@ -96,9 +113,8 @@ async fn main() -> anyhow::Result<()> {
     tracing::debug!(?config, "configuration");
     match cli.command {
         Command::Serve { demo } => {
-            let listener = tokio::net::TcpListener::bind(config.bind)
-                .await
-                .with_context(|| format!("binding {}", config.bind))?;
+            let listener =
+                listen(config.bind).with_context(|| format!("binding {}", config.bind))?;
             let app = App::start(config, Startup { demo }).await?;
             app.serve(listener, shutdown_signal()).await
         }
