@@ -162,9 +162,11 @@ pub struct Config {
     pub max_connections_per_ip: usize,
 
     /// Addresses or CIDR blocks of the proxies (nginx) whose `X-Forwarded-For` names the client,
-    /// comma-separated; from anyone else the header is ignored.
+    /// comma-separated; from anyone else the header is ignored. By default this machine's own
+    /// (nginx beside the server): without it every client behind nginx would share nginx's
+    /// per-address connection cap.
     #[arg(long, env = "IM_TRUSTED_PROXIES", value_delimiter = ',',
-          value_parser = parse_trusted_proxy, global = true)]
+          default_value = "127.0.0.0/8,::1", value_parser = parse_trusted_proxy, global = true)]
     pub trusted_proxies: Vec<IpNet>,
 
     /// Log format.
@@ -398,6 +400,12 @@ mod tests {
         assert_eq!(config.database_url, "sqlite://data/im.db");
         assert_eq!(config.cookie_name, "IM_SESS");
         assert_eq!(config.upload_max, 3 * 1024 * 1024);
+        let trusted: Vec<String> = config
+            .trusted_proxies
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        assert_eq!(trusted, ["127.0.0.0/8", "::1/128"]);
         assert!(config.validate().is_ok());
     }
 
