@@ -566,8 +566,8 @@ impl Connection {
                         return;
                     }
                 }
-                changed = self.stop.changed(), if !stopping => {
-                    let _ = changed;
+                // An error too means the server is going: the sender is gone.
+                _ = self.stop.changed(), if !stopping => {
                     stopping = true;
                     connection.as_mut().graceful_shutdown();
                 }
@@ -759,7 +759,8 @@ impl Drop for Watched {
 async fn linger(mut stream: TcpStream, admission: Admission) {
     let mut sink = [0u8; 4096];
     let mut left = LINGER_BYTES;
-    let drained = tokio::time::timeout(LINGER_TIME, async {
+    // Past the time limit the socket is closed as it is: a reset, as before lingering.
+    let _ = tokio::time::timeout(LINGER_TIME, async {
         while left > 0 {
             match stream.read(&mut sink).await {
                 Ok(0) | Err(_) => break,
@@ -770,7 +771,6 @@ async fn linger(mut stream: TcpStream, admission: Admission) {
     .await;
     drop(stream);
     drop(admission);
-    let _ = drained;
 }
 
 /// Asks the allocator to give free memory back to the system after connections closed: glibc
