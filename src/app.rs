@@ -11,7 +11,6 @@ use anyhow::Context;
 use axum::Router;
 use axum::http::{HeaderName, HeaderValue};
 use axum::middleware::from_fn_with_state;
-use axum::serve::ListenerExt;
 use redis::aio::ConnectionManager;
 use tokio::net::TcpListener;
 use tower_cookies::CookieManagerLayer;
@@ -245,17 +244,11 @@ impl App {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let router = self.router()?;
-        self.startup.log(listener.local_addr()?, &self.config);
-        // Chat is small writes that must leave at once: with Nagle's algorithm a message waits
-        // for the peer to acknowledge the previous one, up to its delayed-ACK timer (40 ms).
-        let listener = listener.tap_io(|tcp| {
-            if let Err(error) = tcp.set_nodelay(true) {
-                tracing::debug!(%error, "TCP_NODELAY not set");
-            }
-        });
-        let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
-        axum::serve(listener, service)
-            .with_graceful_shutdown(shutdown)
+        let descriptors = crate::connections::raise_descriptor_limit();
+        let limits = crate::connections::Limits::new(&self.config, descriptors);
+        self.startup
+            .log(listener.local_addr()?, &self.config, &limits);
+        crate::connections::serve(listener, router, limits, shutdown)
             .await
             .context("serving HTTP")
     }
@@ -327,7 +320,7 @@ fn write_secret_file(path: &Path, secret: &str) -> std::io::Result<()> {
 impl StartupReport {
     /// The start-up summary: one log event that says where the server serves, on what, and what
     /// start-up did, with the demo log-ins when there are some.
-    fn log(&self, addr: SocketAddr, config: &Config) {
+    fn log(&self, addr: SocketAddr, config: &Config, connections: &crate::connections::Limits) {
         let demo = match &self.demo {
             None => "not asked for (--demo or IM_DEMO=1 adds it to an empty database)".to_owned(),
             Some(DemoReport::Created { users }) => {
@@ -367,6 +360,8 @@ impl StartupReport {
             sessions,
             demo,
             admin,
+            max_connections = connections.max_connections,
+            max_connections_per_ip = connections.max_per_address,
             request_log = "RUST_LOG=info,im_server::http=debug",
             "im-server serving"
         );

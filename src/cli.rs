@@ -265,11 +265,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let ServeArgs { demo, config } = *serve;
             init_tracing(Some(config.log_format))?;
             tracing::debug!(?config, "configuration");
-            let listener = tokio::net::TcpListener::bind(config.bind)
-                .await
-                .map_err(|error| {
-                    anyhow::anyhow!("cannot listen on {} (IM_BIND): {error}", config.bind)
-                })?;
+            let listener = crate::connections::listen(config.bind).map_err(|error| {
+                anyhow::anyhow!("cannot listen on {} (IM_BIND): {error}", config.bind)
+            })?;
             let app = App::start(config, Startup { demo }).await?;
             app.serve(listener, shutdown_signal()).await
         }

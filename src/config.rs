@@ -9,12 +9,13 @@
 //! `hide_env_values = true` so that `--help` does not print it.
 
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use chrono::FixedOffset;
 use clap::{ArgAction, Parser, ValueEnum};
+use ipnet::IpNet;
 
 use crate::domain::limits::{Rate, Rates, parse_rate};
 
@@ -161,6 +162,48 @@ pub struct Config {
     )]
     pub github_api_url: String,
 
+    /// Seconds a new connection, or one between requests that has begun its next, has to send a
+    /// whole request head; past it the connection is closed.
+    #[arg(long, env = "IM_HEAD_TIMEOUT", default_value_t = 10, global = true)]
+    pub head_timeout_secs: u64,
+
+    /// Seconds a request body has to arrive in full once its head has (an upload included).
+    #[arg(long, env = "IM_BODY_TIMEOUT", default_value_t = 60, global = true)]
+    pub body_timeout_secs: u64,
+
+    /// Seconds a kept-alive connection may wait, idle, for its next request. Above nginx's
+    /// upstream `keepalive_timeout` (60 s), so that nginx, not us, closes a pooled connection.
+    #[arg(
+        long,
+        env = "IM_KEEPALIVE_TIMEOUT",
+        default_value_t = 75,
+        global = true
+    )]
+    pub keepalive_timeout_secs: u64,
+
+    /// Most connections open at once (WebSockets included); 0: the open-files limit less a
+    /// reserve for the database, Redis and files. Never more than that.
+    #[arg(long, env = "IM_MAX_CONNECTIONS", default_value_t = 0, global = true)]
+    pub max_connections: usize,
+
+    /// Most connections open at once from one client address (an IPv6 /64 counts as one);
+    /// a trusted proxy has no such cap.
+    #[arg(
+        long,
+        env = "IM_MAX_CONNECTIONS_PER_IP",
+        default_value_t = 256,
+        global = true
+    )]
+    pub max_connections_per_ip: usize,
+
+    /// Addresses or CIDR blocks of the proxies (nginx) whose `X-Forwarded-For` names the client,
+    /// comma-separated; from anyone else the header is ignored. By default this machine's own
+    /// (nginx beside the server): without it every client behind nginx would share nginx's
+    /// per-address connection cap.
+    #[arg(long, env = "IM_TRUSTED_PROXIES", value_delimiter = ',',
+          default_value = "127.0.0.0/8,::1", value_parser = parse_trusted_proxy, global = true)]
+    pub trusted_proxies: Vec<IpNet>,
+
     /// Log format: `human` (colours only on a terminal) or `json` (one object a line).
     #[arg(
         long,
@@ -270,6 +313,18 @@ impl Config {
         Duration::from_secs(self.presence_ttl_secs)
     }
 
+    pub fn head_timeout(&self) -> Duration {
+        Duration::from_secs(self.head_timeout_secs)
+    }
+
+    pub fn body_timeout(&self) -> Duration {
+        Duration::from_secs(self.body_timeout_secs)
+    }
+
+    pub fn keepalive_timeout(&self) -> Duration {
+        Duration::from_secs(self.keepalive_timeout_secs)
+    }
+
     /// Checks what clap cannot: values that parse but make no sense together.
     pub fn validate(&self) -> Result<(), String> {
         crate::store::Backend::of_url(&self.database_url).map_err(|e| e.to_string())?;
@@ -282,6 +337,18 @@ impl Config {
         crate::http::origin::OriginPolicy::from_list(&self.allowed_origins)?;
         if self.presence_ttl_secs < 3 {
             return Err("IM_PRESENCE_TTL must be at least 3 seconds".into());
+        }
+        if !(1..=3600).contains(&self.head_timeout_secs) {
+            return Err("IM_HEAD_TIMEOUT must be 1 to 3600 seconds".into());
+        }
+        if !(1..=86_400).contains(&self.body_timeout_secs) {
+            return Err("IM_BODY_TIMEOUT must be 1 to 86400 seconds".into());
+        }
+        if !(1..=3600).contains(&self.keepalive_timeout_secs) {
+            return Err("IM_KEEPALIVE_TIMEOUT must be 1 to 3600 seconds".into());
+        }
+        if self.max_connections_per_ip == 0 {
+            return Err("IM_MAX_CONNECTIONS_PER_IP must be at least 1".into());
         }
         if self.cookie_name.is_empty()
             || !self
@@ -305,6 +372,15 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// One entry of `IM_TRUSTED_PROXIES`: an address (`10.0.0.5`) or a block (`10.0.0.0/8`).
+fn parse_trusted_proxy(text: &str) -> Result<IpNet, String> {
+    let text = text.trim();
+    text.parse::<IpNet>()
+        .or_else(|_| text.parse::<IpAddr>().map(IpNet::from))
+        .map(|net| net.trunc())
+        .map_err(|_| format!("{text:?} is neither an IP address nor a CIDR block"))
 }
 
 /// `scheme://user:password@host/db` → `scheme://user:***@host/db`.
@@ -354,6 +430,12 @@ impl fmt::Debug for Config {
             .field("github_authorize_url", &self.github_authorize_url)
             .field("github_token_url", &self.github_token_url)
             .field("github_api_url", &self.github_api_url)
+            .field("head_timeout_secs", &self.head_timeout_secs)
+            .field("body_timeout_secs", &self.body_timeout_secs)
+            .field("keepalive_timeout_secs", &self.keepalive_timeout_secs)
+            .field("max_connections", &self.max_connections)
+            .field("max_connections_per_ip", &self.max_connections_per_ip)
+            .field("trusted_proxies", &self.trusted_proxies)
             .field("log_format", &self.log_format)
             .field("robot", &self.robot)
             .field("limits", &self.limits)
@@ -459,6 +541,12 @@ mod tests {
         assert_eq!(config.database_url, "sqlite://data/im.db");
         assert_eq!(config.cookie_name, "IM_SESS");
         assert_eq!(config.upload_max, 3 * 1024 * 1024);
+        let trusted: Vec<String> = config
+            .trusted_proxies
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        assert_eq!(trusted, ["127.0.0.0/8", "::1/128"]);
         assert!(config.validate().is_ok());
         assert_eq!(
             config.limits.login_address,
@@ -482,5 +570,35 @@ mod tests {
         assert!(parse(&["--limit-upload-user", "1M/1h"]).is_err());
         let off = parse(&["--limit-message-user", "off"]).unwrap();
         assert_eq!(off.limits.message_user, Rate::Off);
+    }
+
+    #[test]
+    fn trusted_proxies_are_addresses_or_blocks() {
+        let config = Config::try_parse_from([
+            "im-server",
+            "--trusted-proxies",
+            "10.0.0.5, 192.168.1.7/16,::1",
+        ])
+        .unwrap();
+        let shown: Vec<String> = config
+            .trusted_proxies
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        assert_eq!(shown, ["10.0.0.5/32", "192.168.0.0/16", "::1/128"]);
+        assert!(Config::try_parse_from(["im-server", "--trusted-proxies", "nginx"]).is_err());
+    }
+
+    #[test]
+    fn connection_limits_are_checked() {
+        for (flag, value) in [
+            ("--head-timeout-secs", "0"),
+            ("--body-timeout-secs", "0"),
+            ("--keepalive-timeout-secs", "0"),
+            ("--max-connections-per-ip", "0"),
+        ] {
+            let config = Config::try_parse_from(["im-server", flag, value]).unwrap();
+            assert!(config.validate().is_err(), "{flag} {value} accepted");
+        }
     }
 }

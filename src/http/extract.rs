@@ -143,13 +143,19 @@ impl<S: Send + Sync> FromRequestParts<S> for PathId {
     }
 }
 
-/// The address of the client that sent a request: what per-address limits count by.
+/// The address of the client that sent a request: what per-address limits count by. The accept
+/// loop (src/connections.rs) finds it: the TCP peer, or behind a trusted proxy the client that
+/// the proxy names in `X-Forwarded-For`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ClientIp(pub IpAddr);
 
 impl ClientIp {
     /// The client of a request head; also used by the Socket.IO layer on its handshake request.
     pub fn of(parts: &Parts) -> ClientIp {
+        if let Some(client) = parts.extensions.get::<ClientIp>() {
+            return *client;
+        }
+        // A router served some other way (not through our accept loop): the peer, if known.
         let peer = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
