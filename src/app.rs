@@ -54,7 +54,7 @@ pub struct App {
 /// What to do to the database before serving.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Startup {
-    /// Add the demo data of API.md §6 to an empty database.
+    /// Add the demo data of docs/protocol.md §6.3 to an empty database.
     pub demo: bool,
 }
 

@@ -1,5 +1,5 @@
 //! im-server: an instant-messaging server that the egg.js IM application's clients use unchanged.
-//! See DESIGN.md for the layers: `http`/`realtime` → `domain` → `store`.
+//! See docs/architecture.md for the layers: `http`/`realtime` → `domain` → `store`.
 
 pub mod app;
 pub mod cli;

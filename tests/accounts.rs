@@ -1,4 +1,4 @@
-//! Accounts over HTTP (API.md §2 and the login rows of §4): log-in, sign-up, sessions, tokens,
+//! Accounts over HTTP (docs/protocol.md §1.3–§1.5, §2 and §4.1): log-in, sign-up, sessions, tokens,
 //! the envelope, and the start-up data, on SQLite and on PostgreSQL.
 
 mod common;

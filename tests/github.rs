@@ -1,6 +1,6 @@
-//! Log-in with GitHub (API.md §4, `/passport/github`) against a stand-in for GitHub's authorize,
-//! token and user endpoints on 127.0.0.1, on SQLite and on PostgreSQL: `state` and PKCE checked,
-//! accounts linked by GitHub id and never by a local username.
+//! Log-in with GitHub (docs/protocol.md §4.7, `/passport/github`) against a stand-in for GitHub's
+//! authorize, token and user endpoints on 127.0.0.1, on SQLite and on PostgreSQL: `state` and PKCE
+//! checked, accounts linked by GitHub id and never by a local username.
 
 mod common;
 

@@ -3,8 +3,8 @@
 //! across batches; membership is checked per post inside the batch; `seq` stays strictly
 //! increasing and gapless per conversation under concurrent senders.
 //!
-//! Demo ids (API.md §6): `user` is 2, `member<n>` is n + 4; conversation 3 is user–member3;
-//! group 1 (conversation 27) has user, disabled, muteuser and member1..member10.
+//! Demo ids (docs/protocol.md §6.3): `user` is 2, `member<n>` is n + 4; conversation 3 is
+//! user–member3; group 1 (conversation 27) has user, disabled, muteuser and member1..member10.
 
 mod common;
 

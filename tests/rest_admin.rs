@@ -1,4 +1,4 @@
-//! The admin REST routes (API.md §4, admin table) and the chat-user management routes of
+//! The admin REST routes (docs/protocol.md §4.4–§4.5) and the chat-user management routes of
 //! README.md, through real HTTP on SQLite and on PostgreSQL: the admin right on every route,
 //! paging and sorting as the admin front end sends them, whole list shapes, and bans and role
 //! changes that act on the very next request.

@@ -1,9 +1,11 @@
-//! The client REST routes of API.md §4 (profiles, conversations, groups, applies, friends, search,
-//! upload, default pictures) over HTTP, on SQLite and on PostgreSQL, with each fix of the contract.
+//! The client REST routes of docs/protocol.md §4.2–§4.3 (profiles, conversations, groups, applies,
+//! friends, search, upload, default pictures) over HTTP, on SQLite and on PostgreSQL, with each fix
+//! of the contract.
 //!
-//! Demo data (API.md §6): `user` is 2; `disabled` 3, `muteuser` 4, `memberN` N+4; `user`'s
-//! friendships are 1..26 with conversations 1..26; applies 1 (member1→user), 2 (member2→user),
-//! 3 (member11→group 1); groups 1 and 2 (conversations 27 and 28) are owned by `user`.
+//! Demo data (docs/protocol.md §6.3): `user` is 2; `disabled` 3, `muteuser` 4, `memberN` N+4;
+//! `user`'s friendships are 1..26 with conversations 1..26; applies 1 (member1→user), 2
+//! (member2→user), 3 (member11→group 1); groups 1 and 2 (conversations 27 and 28) are owned by
+//! `user`.
 
 mod common;
 

@@ -24,7 +24,7 @@ pub struct Identity {
     pub rights: Vec<Right>,
     pub roles: Vec<Role>,
     pub id: i32,
-    /// The session id, for clients without a cookie jar (API.md §1, new).
+    /// The session id, for clients without a cookie jar (docs/protocol.md §1.4).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
 }

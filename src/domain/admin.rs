@@ -1,6 +1,6 @@
-//! The admin back office (API.md §4, admin table): list paging and sorting as the Ant Design Pro
-//! front end sends them, and the management of rights, roles and groups. Every function takes the
-//! acting [`Actor`] and checks the `admin` right itself, so no transport can skip it.
+//! The admin back office (docs/protocol.md §4.4–§4.5): list paging and sorting as the Ant Design
+//! Pro front end sends them, and the management of rights, roles and groups. Every function takes
+//! the acting [`Actor`] and checks the `admin` right itself, so no transport can skip it.
 
 use std::collections::HashMap;
 

@@ -21,7 +21,7 @@ use crate::store::{self, Db, DbConn, StoreError};
 
 pub use super::message_writer::MessageWriter;
 
-/// Largest message body, as its JSON text (API.md §3).
+/// Largest message body, as its JSON text (docs/protocol.md §3.3).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// Longest `clientMsgId`: a UUID fits with room to spare; longer ids only cost index space.
 pub const MAX_CLIENT_MSG_ID: usize = 64;
@@ -134,7 +134,8 @@ pub fn robot_history(payload: &Value) -> Result<Value, DomainError> {
     }))
 }
 
-/// The body rule of API.md §3: a JSON object with a string `type`, at most 64 KiB as JSON.
+/// The body rule of docs/protocol.md §3.3: a JSON object with a string `type`, at most 64 KiB as
+/// JSON.
 pub fn check_body(body: &Value) -> Result<(), DomainError> {
     match body.get("type") {
         Some(Value::String(_)) if body.is_object() => {}
@@ -493,7 +494,7 @@ fn already_stored(stored: Message, conversation_id: i32) -> Result<Posted, Domai
     })
 }
 
-/// One answer to `/v1/im/get-messages` (API.md §5), plus the additive `since`.
+/// One answer to `/v1/im/get-messages` (docs/protocol.md §5.5), plus the additive `since`.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct History {

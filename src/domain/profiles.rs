@@ -11,7 +11,7 @@ use crate::store::{self, DbConn};
 
 use super::{Actor, DomainError, names, rbac};
 
-/// A user with their profile: the `user + userInfo` shape of API.md §4.
+/// A user with their profile: the `user + userInfo` shape of docs/protocol.md §3.4.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct UserWithInfo {

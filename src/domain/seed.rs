@@ -1,4 +1,5 @@
-//! Start-up data: the admin bootstrap, and the original's demo data (API.md §6) on request.
+//! Start-up data: the admin bootstrap, and the original's demo data (docs/protocol.md §6.3) on
+//! request.
 
 use rand::Rng;
 use rand::distr::Alphanumeric;
@@ -41,8 +42,8 @@ fn demo_users() -> Vec<(String, &'static str)> {
     users
 }
 
-/// Writes the demo data of API.md §6, all or nothing, on a database without users. A database
-/// that has users is left untouched, whatever they are.
+/// Writes the demo data of docs/protocol.md §6.3, all or nothing, on a database without users. A
+/// database that has users is left untouched, whatever they are.
 pub async fn demo(conn: &mut DbConn) -> Result<DemoOutcome, DomainError> {
     // One hash for every demo account: they share the published password anyway, and hashing
     // 34 times would cost seconds at start-up.

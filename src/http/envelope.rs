@@ -1,5 +1,5 @@
-//! The REST envelope `{statusCode, errorMessage, data}` of API.md §2, and the one place where a
-//! domain error becomes an HTTP answer.
+//! The REST envelope `{statusCode, errorMessage, data}` of docs/protocol.md §2, and the one place
+//! where a domain error becomes an HTTP answer.
 
 use axum::Json;
 use axum::http::header::RETRY_AFTER;

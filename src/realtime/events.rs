@@ -1,4 +1,5 @@
-//! The three events of API.md §5, thin: parse, call the domain, ack or broadcast the answer.
+//! The three events of docs/protocol.md §5, thin: parse, call the domain, ack or broadcast the
+//! answer.
 
 use std::sync::Arc;
 
@@ -16,7 +17,8 @@ use crate::domain::messaging::{self, HistoryRequest, JoinRequest, SendRequest};
 use crate::domain::robot::Robot;
 use crate::store::models::Message;
 
-/// A message as `/v1/im/new-message` delivers it: API.md §5's fields (no `updatedAt`) plus `seq`.
+/// A message as `/v1/im/new-message` delivers it: docs/protocol.md §5.4's fields (no `updatedAt`)
+/// plus `seq`.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Delivered<'a> {

@@ -1,5 +1,5 @@
 //! Socket.IO on the HTTP port: the layer with its limits, the namespace with its connection
-//! check, and the mapping of domain errors to acks and `/v1/im/error` (API.md §5).
+//! check, and the mapping of domain errors to acks and `/v1/im/error` (docs/protocol.md §5.6).
 //!
 //! Handlers are thin: they parse the event, call one domain function and render its answer.
 
@@ -31,9 +31,9 @@ use crate::domain::DomainError;
 use crate::domain::robot::Robot;
 
 /// Largest Engine.IO packet (a WebSocket message, or a long-polling POST), in bytes. A message
-/// body is at most 64 KiB of JSON (API.md §3); twice that leaves room for the event's envelope
-/// and for escaping, and nothing legitimate is larger. socketioxide's defaults (100 kB payload,
-/// 64 MiB WebSocket messages) would let one client make the server buffer far more.
+/// body is at most 64 KiB of JSON (docs/protocol.md §3.3); twice that leaves room for the event's
+/// envelope and for escaping, and nothing legitimate is larger. socketioxide's defaults (100 kB
+/// payload, 64 MiB WebSocket messages) would let one client make the server buffer far more.
 pub const MAX_PACKET_BYTES: usize = 128 * 1024;
 /// Packets queued for one socket before it counts as stuck: a slow reader cannot pile up memory.
 const MAX_BUFFERED_PACKETS: usize = 256;

@@ -1,5 +1,5 @@
-//! Records as read from the store, serialized in the wire shapes of API.md §3, and the insert
-//! forms that write them. Read models and insert forms are separate types (Lemmy's rule).
+//! Records as read from the store, serialized in the wire shapes of docs/protocol.md §3, and the
+//! insert forms that write them. Read models and insert forms are separate types (Lemmy's rule).
 
 use chrono::NaiveDateTime;
 use diesel::deserialize::{self, FromSql};
@@ -99,7 +99,7 @@ pub struct NewUserInfo<'a> {
     pub updated_at: NaiveDateTime,
 }
 
-/// A role of the RBAC model (API.md §3 `role`).
+/// A role of the RBAC model (docs/protocol.md §3.2 `role`).
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Identifiable, Serialize)]
 #[diesel(table_name = roles)]
 #[serde(rename_all = "camelCase")]
@@ -127,7 +127,7 @@ pub struct NewRole<'a> {
     pub updated_at: NaiveDateTime,
 }
 
-/// A right of the RBAC model (API.md §3 `right`).
+/// A right of the RBAC model (docs/protocol.md §3.2 `right`).
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Identifiable, Serialize)]
 #[diesel(table_name = rights)]
 #[serde(rename_all = "camelCase")]
@@ -276,7 +276,7 @@ pub struct NewApply<'a> {
     pub updated_at: NaiveDateTime,
 }
 
-/// A stored chat message (API.md §3 `message`, plus the additive `seq`).
+/// A stored chat message (docs/protocol.md §3.2 `message`, plus the additive `seq`).
 #[derive(Debug, Clone, Queryable, QueryableByName, Selectable, Identifiable, Serialize)]
 #[diesel(table_name = messages)]
 #[serde(rename_all = "camelCase")]

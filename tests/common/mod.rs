@@ -102,7 +102,7 @@ pub struct TestServer {
 }
 
 impl TestServer {
-    /// A server with the demo data of API.md §6.
+    /// A server with the demo data of docs/protocol.md §6.3.
     pub async fn start(backend: Backend) -> TestServer {
         Self::start_with(backend, Startup { demo: true }, |_| {}).await
     }

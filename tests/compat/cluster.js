@@ -22,8 +22,8 @@ const NEW = '/v1/im/new-message';
 const JOIN = '/v1/im/join';
 const GET = '/v1/im/get-messages';
 const ONLINE = '/v1/im/online';
-// Demo data (API.md §6): group 谈笑有鸿儒 (id 1) talks in conversation 27; its members are user,
-// disabled, muteuser and member1..member10. `user` is friends with member3..member26.
+// Demo data (docs/protocol.md §6.3): group 谈笑有鸿儒 (id 1) talks in conversation 27; its members are
+// user, disabled, muteuser and member1..member10. `user` is friends with member3..member26.
 const GROUP = 1;
 const ROOM = 27;
 const ID = { user: 2, member4: 8, member20: 24, member21: 25, member27: 31 };

@@ -10,8 +10,8 @@ const readline = require('node:readline');
 
 const [, , BASE, CLIENT, TRANSPORT, ...SCENARIOS] = process.argv;
 const TIMEOUT = 5000;
-// Demo data (API.md §6): user 2 is friends with muteuser (4) in conversation 2 and member3 (7)
-// in conversation 3, member4 (8) in conversation 4; groups 1 and 2 talk in 27 and 28.
+// Demo data (docs/protocol.md §6.3): user 2 is friends with muteuser (4) in conversation 2 and
+// member3 (7) in conversation 3, member4 (8) in conversation 4; groups 1 and 2 talk in 27 and 28.
 const ID = { user: 2, disabled: 3, muteuser: 4, member1: 5, member3: 7, member4: 8, member11: 15 };
 
 // ---- clients ---------------------------------------------------------------------------------
@@ -244,7 +244,8 @@ const scenarios = {
     assertDelivered(sent, { fromId: ID.user, toId: 10, conversationId: 6 });
   },
 
-  // Body rules (API.md §3) and malformed payloads: a clear error, nothing stored, still connected.
+  // Body rules (docs/protocol.md §3.3) and malformed payloads: a clear error, nothing stored, still
+  // connected.
   async invalid() {
     const user = await login('user');
     const a = await connect(user);

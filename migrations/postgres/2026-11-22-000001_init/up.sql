@@ -1,4 +1,5 @@
--- The whole schema of API.md §3 for PostgreSQL. Times are UTC, in TIMESTAMP (without time zone) columns.
+-- The whole schema of docs/protocol.md §3 for PostgreSQL. Times are UTC, in TIMESTAMP (without time
+-- zone) columns.
 CREATE TABLE users (
     id          SERIAL PRIMARY KEY,
     provider    TEXT NOT NULL DEFAULT 'local',

@@ -1,4 +1,4 @@
--- The whole schema of API.md §3 for SQLite. Times are UTC, stored by diesel as text.
+-- The whole schema of docs/protocol.md §3 for SQLite. Times are UTC, stored by diesel as text.
 CREATE TABLE users (
     id          INTEGER PRIMARY KEY AUTOINCREMENT,
     provider    TEXT NOT NULL DEFAULT 'local',

@@ -1,5 +1,5 @@
 //! `/admin/users`: the users list, roles, bans and mutes, and the chat-user pages (create, edit,
-//! delete; README.md documents these three, which API.md does not list).
+//! delete; docs/protocol.md §4.6 documents these three, routes the original lacked).
 
 use std::sync::Arc;
 
