@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use axum::Router;
 use axum::http::{HeaderName, HeaderValue};
-use axum::serve::ListenerExt;
+use axum::middleware::map_request;
 use redis::aio::ConnectionManager;
 use tokio::net::TcpListener;
 use tower_cookies::CookieManagerLayer;
@@ -151,14 +151,11 @@ impl App {
     ) -> anyhow::Result<()> {
         let router = self.router()?;
         tracing::info!(addr = %listener.local_addr()?, "serving");
-        // Chat is small writes that must leave at once: with Nagle's algorithm a message waits
-        // for the peer to acknowledge the previous one, up to its delayed-ACK timer (40 ms).
-        let listener = listener.tap_io(|tcp| {
-            if let Err(error) = tcp.set_nodelay(true) {
-                tracing::debug!(%error, "TCP_NODELAY not set");
-            }
-        });
-        let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
+        // Each connection can be cut from outside: how a socket that cannot keep up is closed.
+        let listener = crate::realtime::transport::Listener(listener);
+        let router = router.layer(map_request(crate::realtime::transport::split_peer));
+        let service =
+            router.into_make_service_with_connect_info::<crate::realtime::transport::Peer>();
         axum::serve(listener, service)
             .with_graceful_shutdown(shutdown)
             .await
