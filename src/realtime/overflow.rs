@@ -405,3 +405,34 @@ impl<A: CoreAdapter<Emitter>> CoreAdapter<Emitter> for Guarded<A> {
         self.inner.get_local()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// However many sends find it full, a socket leaves its rooms once and is closed (and
+    /// logged) once.
+    #[test]
+    fn a_full_socket_is_dropped_once() {
+        let overflow = Overflow::new(4);
+        let sid = Sid::new();
+        let mut left = 0;
+        for _ in 0..3 {
+            overflow.found_full(sid, || left += 1);
+        }
+        assert_eq!(left, 1);
+        assert!(overflow.is_dropped(sid));
+        assert!(!overflow.is_dropped(Sid::new()));
+        let mut to_close = overflow
+            .to_close
+            .lock()
+            .expect("lock")
+            .take()
+            .expect("receiver");
+        assert_eq!(to_close.try_recv().ok(), Some(sid));
+        assert!(to_close.try_recv().is_err(), "queued for closing once");
+        overflow.forget(sid);
+        assert!(!overflow.is_dropped(sid));
+        assert_eq!(overflow.dropping.load(Ordering::Acquire), 0);
+    }
+}
