@@ -88,16 +88,19 @@ impl PubSub {
     }
 
     /// Hands the broadcasts that other processes publish on `channel` (and on this process's
-    /// own channel under it) to `deliver` rather than to the adapter.
+    /// own channel under it) to `deliver` rather than to the adapter. A later call for the same
+    /// channel replaces the earlier one (the namespace is registered again after a failure).
     pub fn deliver_broadcasts(&self, channel: String, uid: Uid, deliver: Deliver) {
-        self.takers
+        let mut takers = self
+            .takers
             .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push(BroadcastTaker {
-                channel,
-                uid,
-                deliver,
-            });
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        takers.retain(|taker| taker.channel != channel);
+        takers.push(BroadcastTaker {
+            channel,
+            uid,
+            deliver,
+        });
     }
 
     /// Pings Redis every second for as long as the runtime lives, so that a lost connection is
