@@ -3,8 +3,9 @@
 //!
 //! socketioxide reports a full queue only to the caller of a send, and a broadcast's error does
 //! not say which socket it was (a broadcast from another process only logs it). So broadcasts go
-//! through `Guarded`, which sends the packet, encoded once, to one socket after the other and
-//! knows which one failed; direct sends go through `send_to`. A socket found full is at once
+//! through `Guarded`, which sends the packet to one socket after the other and knows which one
+//! failed (its data is serialized once; its frame, a copy of it, is built per socket: the cost
+//! of knowing); direct sends go through `send_to`. A socket found full is at once
 //! taken out of every room and marked, so that nothing sent after the packet it lost can reach
 //! it (what its client received is a prefix of what was sent, without a gap); then its
 //! connection is cut, and one line is logged.
