@@ -28,6 +28,7 @@ use tower::ServiceExt;
 
 use crate::config::Config;
 use crate::http::extract::ClientIp;
+use crate::realtime::transport::cuttable;
 
 /// Descriptors kept for everything but client connections: the database pool, Redis, uploads
 /// and static files being read, logs. Half the limit when the limit is small.
@@ -510,6 +511,8 @@ impl Connection {
             admission: Some(admission),
             shut_down: false,
         };
+        // A socket that cannot keep up is closed by cutting its connection (realtime::overflow).
+        let (io, cut) = cuttable(io);
         let service = {
             let (peer, limits, router, activity) = (
                 self.peer,
@@ -519,7 +522,8 @@ impl Connection {
             );
             hyper::service::service_fn(move |request: Request<Incoming>| {
                 let (router, activity) = (router.clone(), activity.clone());
-                let request = prepare(request, peer, &limits);
+                let mut request = prepare(request, peer, &limits);
+                request.extensions_mut().insert(cut.clone());
                 activity.request_started();
                 async move {
                     let answered = Answered(activity);

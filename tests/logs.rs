@@ -165,9 +165,9 @@ async fn the_most_verbose_log_holds_neither_token_nor_message() {
         log.lines().count(),
         log.len()
     );
-    // The level took: our own debug lines and other libraries' trace lines are there.
+    // The level took: our own debug lines are there (nothing on this path logs at trace once
+    // the packet-level libraries are held back).
     assert!(log.contains("DEBUG"), "debug lines logged");
-    assert!(log.contains("TRACE"), "trace lines logged");
     assert!(
         log.contains("batch of messages"),
         "the send was logged: {log:.2000}"

@@ -104,6 +104,9 @@ pub fn listen<A: Adapter>(
         move |socket: SocketRef<A>| {
             let app = app.clone();
             let identity = identity.clone();
+            if let Some(overflow) = socket.extensions.get::<Arc<super::overflow::Overflow>>() {
+                overflow.forget(socket.id);
+            }
             async move { super::presence::disconnected(&app, &socket, &identity).await }
         }
     });
@@ -179,10 +182,11 @@ async fn post_message<A: Adapter>(
         Err(error) => return reply.fail(&socket, NEW_MESSAGE, &error),
     };
     let delivered = Delivered::from(&posted.message);
-    let asked = reply.asked();
-    reply.ok(&delivered);
     if posted.fresh {
-        // The room, and every device of the sender (the room may not hold them all).
+        // The room, and every device of the sender (the room may not hold them all). Before the
+        // ack: a client that sends its next message once this one is acked has its messages
+        // broadcast in its order, so a socket dropped for a full queue (`overflow`) has
+        // received a prefix of them, and `since` fetches the rest.
         let rooms = [
             conversation_room(posted.message.conversation_id),
             user_room(actor.user_id),
@@ -190,12 +194,15 @@ async fn post_message<A: Adapter>(
         if let Err(error) = io.to(rooms).emit(NEW_MESSAGE, &delivered).await {
             tracing::warn!(%error, "broadcast of a stored message failed");
         }
-    } else if !asked {
+    } else if !reply.asked() {
         // A retry whose first send was delivered already: only this socket needs it again.
-        if let Err(error) = socket.emit(NEW_MESSAGE, &delivered) {
+        if let Err(error) =
+            super::overflow::send_to(&socket, || socket.emit(NEW_MESSAGE, &delivered))
+        {
             tracing::debug!(%error, "message not re-sent");
         }
     }
+    reply.ok(&delivered);
 }
 
 async fn get_messages<A: Adapter>(

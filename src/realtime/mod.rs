@@ -5,9 +5,11 @@
 
 mod auth;
 mod events;
+mod overflow;
 mod presence;
 mod pubsub;
 mod robot;
+pub mod transport;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,7 +20,7 @@ use axum::http::{HeaderMap, HeaderValue, Uri};
 use axum::middleware::map_request;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use socketioxide::adapter::{Adapter, Emitter};
+use socketioxide::adapter::{Adapter, Emitter, LocalAdapter};
 use socketioxide::extract::{AckSender, SocketRef, TryData};
 use socketioxide::handler::{ConnectHandler, FromMessageParts};
 use socketioxide::socket::Socket;
@@ -29,13 +31,15 @@ use socketioxide_redis::{CustomRedisAdapter, RedisAdapterConfig, RedisAdapterCtr
 use crate::app::App;
 use crate::domain::DomainError;
 use crate::domain::robot::Robot;
+use overflow::{Guarded, GuardedState, Overflow, Remote};
 
 /// Largest Engine.IO packet (a WebSocket message, or a long-polling POST), in bytes. A message
 /// body is at most 64 KiB of JSON (docs/protocol.md §3.3); twice that leaves room for the event's
 /// envelope and for escaping, and nothing legitimate is larger. socketioxide's defaults (100 kB
 /// payload, 64 MiB WebSocket messages) would let one client make the server buffer far more.
 pub const MAX_PACKET_BYTES: usize = 128 * 1024;
-/// Packets queued for one socket before it counts as stuck: a slow reader cannot pile up memory.
+/// Packets queued for one socket before it counts as stuck and is dropped (`overflow`): a slow
+/// reader cannot pile up memory, nor stay connected while it misses messages.
 const MAX_BUFFERED_PACKETS: usize = 256;
 /// What a WebSocket reads into at a time, allocated for the socket's whole life: 1 KiB holds a
 /// chat message whole, and 4 KiB (the default) made up a sixth of an idle socket.
@@ -65,7 +69,9 @@ pub const ERROR: &str = "/v1/im/error";
 pub const ONLINE: &str = "/v1/im/online";
 
 /// The adapter of several processes: rooms, broadcasts and disconnects carried over Redis.
-type RedisAdapter = CustomRedisAdapter<Emitter, pubsub::PubSub>;
+type RedisAdapter = Guarded<CustomRedisAdapter<Emitter, pubsub::PubSub>>;
+/// The adapter of one process.
+type SingleAdapter = Guarded<LocalAdapter>;
 
 /// How long a request to the other processes waits for their answers.
 const ADAPTER_REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
@@ -80,29 +86,47 @@ const REGISTER_RETRY: Duration = Duration::from_secs(1);
 /// changes (bans drop sockets) and keep presence alive. Call it from within the Tokio runtime.
 pub fn attach(router: Router<Arc<App>>, app: &Arc<App>) -> anyhow::Result<Router<Arc<App>>> {
     let builder = configured();
+    let overflow = Overflow::new(MAX_BUFFERED_PACKETS);
+    let detach = {
+        let overflow = overflow.clone();
+        move |request| detach_head(request, overflow.clone())
+    };
     let Some(url) = &app.config.redis_url else {
-        let (layer, io) = builder.build_layer();
-        register(&io, app);
-        start_watchers(io, app);
-        return Ok(router.layer(layer).layer(map_request(detach_head)));
+        let (layer, io) = builder
+            .with_adapter::<SingleAdapter>(GuardedState {
+                inner: (),
+                overflow: overflow.clone(),
+                remote: None,
+            })
+            .build_layer();
+        register(&io, app, &overflow);
+        start_watchers(io, app, &overflow);
+        return Ok(router.layer(layer).layer(map_request(detach)));
     };
     let pubsub = pubsub::PubSub::connect(url)?;
     pubsub.watch();
+    let prefix = format!("{}socket.io", app.config.redis_prefix);
     let adapter = RedisAdapterCtr::new_with_driver(
-        pubsub,
+        pubsub.clone(),
         RedisAdapterConfig::new()
-            .with_prefix(format!("{}socket.io", app.config.redis_prefix))
+            .with_prefix(prefix.clone())
             .with_request_timeout(ADAPTER_REQUEST_TIMEOUT)
             .with_stream_buffer(ADAPTER_STREAM_BUFFER),
     );
-    let (layer, io) = builder.with_adapter::<RedisAdapter>(adapter).build_layer();
+    let state = GuardedState {
+        inner: adapter,
+        overflow: overflow.clone(),
+        remote: Some(Remote { pubsub, prefix }),
+    };
+    let (layer, io) = builder.with_adapter::<RedisAdapter>(state).build_layer();
     // The namespace exists once its Redis channels are subscribed. Until then (Redis down at
     // start) the server serves REST, reports itself unready and refuses sockets.
     tokio::spawn({
         let app = app.clone();
+        let overflow = overflow.clone();
         async move {
             loop {
-                match register(&io, &app).await {
+                match register(&io, &app, &overflow).await {
                     Ok(()) => break,
                     Err(error) => {
                         tracing::warn!(%error, "Socket.IO namespace not registered: Redis unreachable; retrying");
@@ -111,10 +135,10 @@ pub fn attach(router: Router<Arc<App>>, app: &Arc<App>) -> anyhow::Result<Router
                 }
             }
             tracing::info!("Socket.IO namespace registered on the Redis adapter");
-            start_watchers(io, &app);
+            start_watchers(io, &app, &overflow);
         }
     });
-    Ok(router.layer(layer).layer(map_request(detach_head)))
+    Ok(router.layer(layer).layer(map_request(detach)))
 }
 
 /// Copies a Socket.IO request's head out of the connection's read buffer.
@@ -124,9 +148,16 @@ pub fn attach(router: Router<Arc<App>>, app: &Arc<App>) -> anyhow::Result<Router
 /// Socket.IO keeps the head of the request that opened a socket for the socket's whole life, so
 /// an idle socket held that buffer: a third of its memory (33.4 against 25.5 KiB per socket at
 /// 5,000 sockets).
-async fn detach_head(request: Request) -> Request {
+///
+/// It also notes which connection a session upgrading to WebSocket moves to (`overflow`).
+async fn detach_head(request: Request, overflow: Arc<Overflow>) -> Request {
     if !request.uri().path().starts_with(SOCKET_IO_PATH) {
         return request;
+    }
+    if let Some(sid) = upgrading_session(request.uri())
+        && let Some(connection) = request.extensions().get::<transport::Connection>()
+    {
+        overflow.upgraded(sid, connection);
     }
     let (mut head, body) = request.into_parts();
     if let Ok(uri) = Uri::try_from(head.uri.to_string()) {
@@ -144,6 +175,22 @@ async fn detach_head(request: Request) -> Request {
     }
     head.headers = headers;
     Request::from_parts(head, body)
+}
+
+/// The session a request upgrades to WebSocket: `transport=websocket` with a `sid`.
+fn upgrading_session(uri: &Uri) -> Option<socketioxide_core::Sid> {
+    let query = uri.query()?;
+    let mut pairs = query.split('&').filter_map(|pair| pair.split_once('='));
+    let mut websocket = false;
+    let mut sid = None;
+    for (key, value) in &mut pairs {
+        match key {
+            "transport" => websocket = value == "websocket",
+            "sid" => sid = value.parse().ok(),
+            _ => {}
+        }
+    }
+    sid.filter(|_| websocket)
 }
 
 /// Socket.IO with the limits above.
@@ -166,13 +213,18 @@ fn configured() -> SocketIoBuilder {
         .with_parser(parser)
 }
 
-fn start_watchers<A: Adapter>(io: SocketIo<A>, app: &Arc<App>) {
+fn start_watchers<A: Adapter>(io: SocketIo<A>, app: &Arc<App>, overflow: &Arc<Overflow>) {
+    overflow.start_closing(io.clone());
     presence::keep_alive(io.clone(), Arc::downgrade(app));
     presence::watch_access(io, Arc::downgrade(app));
 }
 
 /// The namespace `/`: a connection is let in only with a valid session (cookie or token).
-fn register<A: Adapter + DefinedAdapter>(io: &SocketIo<A>, app: &Arc<App>) -> A::InitRes {
+fn register<A: Adapter + DefinedAdapter>(
+    io: &SocketIo<A>,
+    app: &Arc<App>,
+    overflow: &Arc<Overflow>,
+) -> A::InitRes {
     let robot = Arc::new(Robot::new(&app.config.robot));
     let connected = {
         let app = app.clone();
@@ -185,11 +237,14 @@ fn register<A: Adapter + DefinedAdapter>(io: &SocketIo<A>, app: &Arc<App>) -> A:
     // emit the moment it sees that packet, and the connect handler above only runs after it.
     let check = {
         let app = app.clone();
+        let overflow = overflow.clone();
         move |socket: SocketRef<A>, TryData(auth): TryData<auth::HandshakeAuth>| {
             let app = app.clone();
             let robot = robot.clone();
+            let overflow = overflow.clone();
             async move {
                 let identity = auth::authenticate(&app, &socket, auth.ok()).await?;
+                socket.extensions.insert(overflow);
                 events::listen(&app, &robot, &socket, &identity);
                 Ok::<(), auth::Refusal>(())
             }
@@ -203,6 +258,7 @@ fn register<A: Adapter + DefinedAdapter>(io: &SocketIo<A>, app: &Arc<App>) -> A:
 pub struct Reply<A: Adapter> {
     ack: AckSender<A>,
     asked: bool,
+    socket: Arc<Socket<A>>,
 }
 
 impl<A: Adapter> FromMessageParts<A> for Reply<A> {
@@ -217,6 +273,7 @@ impl<A: Adapter> FromMessageParts<A> for Reply<A> {
         Ok(Reply {
             ack,
             asked: ack_id.is_some(),
+            socket: socket.clone(),
         })
     }
 }
@@ -228,7 +285,8 @@ impl<A: Adapter> Reply<A> {
 
     /// Acks `data` if the client asked.
     pub fn ok<T: serde::Serialize + ?Sized>(self, data: &T) {
-        if let Err(error) = self.ack.send(data) {
+        let Reply { ack, socket, .. } = self;
+        if let Err(error) = overflow::send_to(&socket, || ack.send(data)) {
             tracing::debug!(%error, "ack not sent");
         }
     }
@@ -236,11 +294,14 @@ impl<A: Adapter> Reply<A> {
     /// Tells the client why `event` failed.
     pub fn fail(self, socket: &SocketRef<A>, event: &str, error: &DomainError) {
         let payload = error_payload(event, error);
-        let sent = if self.asked {
-            self.ack.send(&payload).map_err(|e| e.to_string())
-        } else {
-            socket.emit(ERROR, &payload).map_err(|e| e.to_string())
-        };
+        let Reply { ack, asked, .. } = self;
+        let sent = overflow::send_to(socket, || {
+            if asked {
+                ack.send(&payload)
+            } else {
+                socket.emit(ERROR, &payload)
+            }
+        });
         if let Err(error) = sent {
             tracing::debug!(%error, "error reply not sent");
         }

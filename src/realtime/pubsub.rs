@@ -4,6 +4,9 @@
 //! Redis restarts: no broadcast would reach this process again until it restarted too. This one
 //! is the same small `Driver` over redis' `ConnectionManager`, which reconnects by itself and
 //! re-subscribes to the adapter's channels when it does.
+//!
+//! Broadcasts of other processes are not handed to the adapter but to `overflow::Guarded`, which
+//! delivers them itself so that a socket whose queue is full is known and dropped.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -11,11 +14,30 @@ use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{FromRedisValue, IntoConnectionInfo, ProtocolVersion, PushInfo, PushKind};
+use socketioxide_core::Uid;
+use socketioxide_core::adapter::BroadcastOptions;
+use socketioxide_core::adapter::remote_packet::{RequestIn, RequestTypeIn};
+use socketioxide_core::packet::Packet;
 use socketioxide_redis::drivers::{ChanItem, Driver, MessageStream};
 use tokio::sync::mpsc;
 
 /// Where the messages of each subscribed channel go.
 type Subscribers = Arc<RwLock<HashMap<String, mpsc::Sender<ChanItem>>>>;
+
+/// Delivers a broadcast of another process to this process's sockets.
+pub type Deliver = Box<dyn Fn(Packet, BroadcastOptions) + Send + Sync>;
+
+/// Who takes the broadcasts published on a request channel, instead of the adapter.
+struct BroadcastTaker {
+    /// socketioxide-redis' request channel of the namespace; the one of this process alone
+    /// starts with it too.
+    channel: String,
+    /// This process: its own broadcasts come back to it, and are not delivered twice.
+    uid: Uid,
+    deliver: Deliver,
+}
+
+type Takers = Arc<RwLock<Vec<BroadcastTaker>>>;
 
 /// How long one Redis command may take: a broadcast while Redis is down fails after this.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -28,6 +50,7 @@ const WATCH_INTERVAL: Duration = Duration::from_secs(1);
 pub struct PubSub {
     conn: ConnectionManager,
     subscribers: Subscribers,
+    takers: Takers,
 }
 
 impl PubSub {
@@ -41,6 +64,7 @@ impl PubSub {
             .set_protocol(ProtocolVersion::RESP3);
         let client = redis::Client::open(info.set_redis_settings(settings))?;
         let subscribers = Subscribers::default();
+        let takers = Takers::default();
         let config = ConnectionManagerConfig::new()
             .set_response_timeout(Some(RESPONSE_TIMEOUT))
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
@@ -49,13 +73,34 @@ impl PubSub {
             .set_automatic_resubscription()
             .set_push_sender({
                 let subscribers = subscribers.clone();
+                let takers = takers.clone();
                 move |push: PushInfo| {
-                    deliver(&subscribers, push);
+                    deliver(&subscribers, &takers, push);
                     Ok::<(), std::convert::Infallible>(())
                 }
             });
         let conn = ConnectionManager::new_lazy_with_config(client, config)?;
-        Ok(PubSub { conn, subscribers })
+        Ok(PubSub {
+            conn,
+            subscribers,
+            takers,
+        })
+    }
+
+    /// Hands the broadcasts that other processes publish on `channel` (and on this process's
+    /// own channel under it) to `deliver` rather than to the adapter. A later call for the same
+    /// channel replaces the earlier one (the namespace is registered again after a failure).
+    pub fn deliver_broadcasts(&self, channel: String, uid: Uid, deliver: Deliver) {
+        let mut takers = self
+            .takers
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        takers.retain(|taker| taker.channel != channel);
+        takers.push(BroadcastTaker {
+            channel,
+            uid,
+            deliver,
+        });
     }
 
     /// Pings Redis every second for as long as the runtime lives, so that a lost connection is
@@ -83,8 +128,8 @@ impl PubSub {
     }
 }
 
-/// Hands a published message to the stream of its channel.
-fn deliver(subscribers: &Subscribers, push: PushInfo) {
+/// Hands a published message to the stream of its channel, or a broadcast to its taker.
+fn deliver(subscribers: &Subscribers, takers: &Takers, push: PushInfo) {
     if !matches!(push.kind, PushKind::Message) || push.data.len() < 2 {
         return;
     }
@@ -99,6 +144,9 @@ fn deliver(subscribers: &Subscribers, push: PushInfo) {
         tracing::warn!("unreadable message from Redis pub/sub");
         return;
     };
+    if take_broadcast(takers, &channel, &payload) {
+        return;
+    }
     let subscribers = subscribers
         .read()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -108,6 +156,33 @@ fn deliver(subscribers: &Subscribers, push: PushInfo) {
         // The adapter is not keeping up: this message is lost to this process. Logged, since
         // the sockets here miss a broadcast (their clients recover it with `since`).
         tracing::warn!(%error, "Redis pub/sub message dropped");
+    }
+}
+
+/// Delivers `payload` if it is a broadcast request on a taken channel; false if it is something
+/// else, for the adapter.
+fn take_broadcast(takers: &Takers, channel: &str, payload: &[u8]) -> bool {
+    let takers = takers
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let Some(taker) = takers.iter().find(|t| channel.starts_with(&t.channel)) else {
+        return false;
+    };
+    // Only requests of type 0 (a broadcast without acks) are taken; what cannot be read is left
+    // to the adapter, which logs it.
+    let Ok(request) = rmp_serde::from_slice::<RequestIn>(payload) else {
+        return false;
+    };
+    if request.node_id == taker.uid {
+        // Our own broadcast, delivered here when it was sent.
+        return matches!(request.r#type, RequestTypeIn::Broadcast(_));
+    }
+    match (request.r#type, request.opts) {
+        (RequestTypeIn::Broadcast(packet), Some(opts)) => {
+            (taker.deliver)(packet, opts);
+            true
+        }
+        _ => false,
     }
 }
 

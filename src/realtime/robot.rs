@@ -23,7 +23,7 @@ pub fn converse<A: Adapter>(
         Ok(question) => question,
         Err(error) => return reply.fail(&socket, NEW_MESSAGE, &error),
     };
-    if let Err(error) = socket.emit(NEW_MESSAGE, &payload) {
+    if let Err(error) = super::overflow::send_to(&socket, || socket.emit(NEW_MESSAGE, &payload)) {
         tracing::debug!(%error, "robot echo not sent");
     }
     reply.ok(&payload);
@@ -33,7 +33,9 @@ pub fn converse<A: Adapter>(
     tokio::spawn(async move {
         let answer = robot.answer(user_id, &question).await;
         let response = question.response(payload, answer);
-        if let Err(error) = socket.emit(NEW_MESSAGE, &response) {
+        if let Err(error) =
+            super::overflow::send_to(&socket, || socket.emit(NEW_MESSAGE, &response))
+        {
             tracing::debug!(%error, "robot answer not sent");
         }
     });
