@@ -202,6 +202,8 @@ pub async fn serve(
     shutdown.await;
     stopping.store(true, Ordering::Relaxed);
     let _ = exited_rx.await;
+    // Said once the listening socket is closed, so that what follows the line is refused.
+    tracing::info!("shutting down: no new connections; finishing the requests in flight");
     stop_tx.send_replace(());
     // Every connection task holds a receiver: all dropped, all connections are done.
     done_tx.closed().await;
