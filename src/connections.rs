@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::io;
-use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
@@ -27,6 +27,7 @@ use tokio::time::Sleep;
 use tower::ServiceExt;
 
 use crate::config::Config;
+use crate::domain::limits::client_network;
 use crate::http::extract::ClientIp;
 use crate::realtime::transport::cuttable;
 
@@ -354,7 +355,7 @@ impl Gate {
     fn admit(self: &Arc<Self>, peer: IpAddr, limits: &Limits) -> Option<Admission> {
         let permit = self.permits.clone().try_acquire_owned().ok()?;
         // Behind a proxy every client shares its address: only the process-wide cap applies.
-        let address = (!limits.is_trusted(peer)).then(|| address_key(peer));
+        let address = (!limits.is_trusted(peer)).then(|| client_network(peer));
         if let Some(address) = address {
             let mut counts = self.per_address.lock().unwrap_or_else(|e| e.into_inner());
             let count = counts.entry(address).or_insert(0);
@@ -368,18 +369,6 @@ impl Gate {
             address,
             _permit: permit,
         })
-    }
-}
-
-/// What per-address caps count by: an IPv4 address, or the /64 of an IPv6 one (what one
-/// subscriber usually gets whole).
-fn address_key(ip: IpAddr) -> IpAddr {
-    match ip.to_canonical() {
-        IpAddr::V6(v6) => {
-            let prefix = u128::from(v6) & !((1u128 << 64) - 1);
-            IpAddr::V6(Ipv6Addr::from(prefix))
-        }
-        v4 => v4,
     }
 }
 
@@ -890,16 +879,5 @@ mod tests {
         let config = Config::try_parse_from(["im-server", "--max-connections", "500"]).unwrap();
         assert_eq!(Limits::new(&config, 20_000).max_connections, 500);
         assert_eq!(Limits::new(&config, 256).max_connections, 128);
-    }
-
-    #[test]
-    fn an_ipv6_client_counts_by_its_64() {
-        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
-        let b: IpAddr = "2001:db8:1:2:bbbb::2".parse().unwrap();
-        let c: IpAddr = "2001:db8:1:3::1".parse().unwrap();
-        assert_eq!(address_key(a), address_key(b));
-        assert_ne!(address_key(a), address_key(c));
-        let mapped: IpAddr = "::ffff:192.0.2.1".parse().unwrap();
-        assert_eq!(address_key(mapped), "192.0.2.1".parse::<IpAddr>().unwrap());
     }
 }

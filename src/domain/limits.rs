@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -291,25 +291,25 @@ impl LimitStore for MemoryLimits {
     }
 }
 
-/// The key of a client address: an IPv4 address, or the /64 network of an IPv6 one (one
-/// subscriber holds a whole /64 and may pick any address in it).
-fn address_key(client: IpAddr) -> String {
-    match client {
-        IpAddr::V4(v4) => v4.to_string(),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => v4.to_string(),
-            None => {
-                let s = v6.segments();
-                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
-            }
-        },
+/// What counts as one client wherever clients are limited (here, and the connection caps of
+/// `connections.rs`): an IPv4 address, or the /64 network of an IPv6 one (one subscriber holds a
+/// whole /64 and may pick any address in it). An IPv4 address written as IPv6 is that IPv4 one.
+pub fn client_network(client: IpAddr) -> IpAddr {
+    match client.to_canonical() {
+        IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !(u64::MAX as u128))),
+        v4 => v4,
     }
 }
 
+fn address_key(client: IpAddr) -> String {
+    client_network(client).to_string()
+}
+
 /// The key of a username as typed: a digest, so that keys stay short whatever is typed and a
-/// Redis dump does not list who was guessed at. Case is folded: `Admin` and `admin` share one.
+/// Redis dump does not list who was guessed at. Names that log in to one account share one
+/// (`Admin`, ` admin`, `ａｄｍｉｎ`: see `names::username_key`).
 fn account_key(username: &str) -> String {
-    let digest = Sha256::digest(username.trim().to_lowercase().as_bytes());
+    let digest = Sha256::digest(super::names::username_key(username).as_bytes());
     hex::encode(&digest[..16])
 }
 
