@@ -82,7 +82,9 @@ struct SeedArgs {
 enum UserCommand {
     /// Create a local user, under the same rules as sign-up.
     Create {
-        /// The new user's name: 4 to 64 characters, no control characters, not taken.
+        /// The new user's name, as sign-up takes it: 4 to 64 characters once normalised (NFKC,
+        /// trimmed), no invisible or bidi characters, one alphabet of Latin, Greek and Cyrillic,
+        /// not taken in any case.
         username: String,
         /// The password, 6 to 128 characters. Absent: read from the first line of standard input,
         /// which keeps it out of the process list and the shell's history.

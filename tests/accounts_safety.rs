@@ -135,6 +135,47 @@ async fn photos_are_our_own_files(backend: Backend) {
     }
 }
 
+/// A photo stored before the rules (a foreign URL) does not stop the admin from editing the
+/// user's other fields with the profile sent back whole; a new foreign photo is still refused.
+async fn admin_edits_keep_a_photo_from_before_the_rules(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let admin = server.logged_in("admin").await;
+    let member = server.logged_in("member2").await;
+    let info = data(&member.get("/api/v1/currentUser").await)["userInfo"].clone();
+    let old_photo = "https://old.example/from-before.png";
+    let mut conn = server.app.db.get().await.expect("connection");
+    im_server::store::accounts::update_user_info(
+        &mut conn,
+        info["id"].as_i64().expect("id") as i32,
+        "member2",
+        old_photo,
+        None,
+    )
+    .await
+    .expect("photo from before the rules");
+    drop(conn);
+    let user_id = info["userId"].clone();
+    let edit = |nickname: &str, photo: &str| json!({"id": user_id, "nickname": nickname, "photo": photo, "sign": "hello"});
+    data(
+        &admin
+            .put("/api/v1/admin/users", &edit("renamed", old_photo))
+            .await,
+    );
+    let now = data(&member.get("/api/v1/currentUser").await)["userInfo"].clone();
+    assert_eq!(now["nickname"], "renamed");
+    assert_eq!(now["photo"], old_photo);
+    assert_refused(
+        &admin
+            .put(
+                "/api/v1/admin/users",
+                &edit("renamed", "https://evil.example/x.png"),
+            )
+            .await,
+        "1",
+        "参数校验失败",
+    );
+}
+
 /// Two accounts from before usernames had keys, `Legacy` and `legacy`, both keep logging in by
 /// their exact names after the upgrade; the older one owns the key, so `LEGACY` is it and no
 /// new `LeGaCy` can be made.
@@ -369,6 +410,7 @@ on_both_backends!(
     look_alike_usernames_are_refused,
     nicknames_and_signs_show_as_they_are,
     photos_are_our_own_files,
+    admin_edits_keep_a_photo_from_before_the_rules,
     old_names_that_differ_in_case_keep_logging_in,
     login_and_signup_end_the_session_the_browser_had,
     readiness_reports_a_database_that_cannot_write,

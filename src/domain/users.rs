@@ -257,13 +257,18 @@ pub async fn update_user(
         changes.nickname = Some(names::nickname(nickname).map_err(bad_params)?);
     }
     if let Some(sign) = &changes.sign {
-        names::sign(sign).map_err(bad_params)?;
+        changes.sign = Some(names::sign(sign).map_err(bad_params)?);
     }
     if let Some(photo) = &changes.photo {
         let mut conn = app.db.get().await?;
-        names::check_photo(&mut conn, photo, Some(user_id), admin.user_id)
-            .await
-            .map_err(bad_params)?;
+        // Only a changed photo is checked, as on the user's own route: the admin pages send the
+        // profile back whole, and a photo set before the rules must not block other changes.
+        let current = store::accounts::find_user_info(&mut conn, user_id).await?;
+        if current.is_none_or(|info| &info.photo != photo) {
+            names::check_photo(&mut conn, photo, Some(user_id), admin.user_id)
+                .await
+                .map_err(bad_params)?;
+        }
     }
     let hash = match &changes.password {
         Some(password) => {
