@@ -77,8 +77,10 @@ cookie jar: log-in returns <code>data.token</code>, sent back as header <code>to
 and as the <code>token</code> query of the Socket.IO handshake.</li>
 </ul>
 <p>Several processes go behind the repository's <code>nginx.conf</code>, which keeps each client on
-one process. The routes, records and events are described in the repository's documentation; the
-server's settings are listed by <code>im-server serve --help</code>.</p>
+one process. The routes, records and events are described in the repository's
+<code>docs/protocol.md</code>, the limits that face the internet in <code>SECURITY.md</code>; the
+server's settings are listed by <code>im-server serve --help</code>. A web client served from
+another origin than this server's needs that origin in <code>IM_ALLOWED_ORIGINS</code>.</p>
 </body>
 </html>
 "#;
