@@ -36,6 +36,10 @@ use super::transport::{Connection, Switch};
 /// After its connection is cut, how long a dropped socket has to be gone before it is told to
 /// disconnect at the Socket.IO level (a long-polling socket has no connection of its own).
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
+/// Then how often it is told again while its queue is still full, and how many times: past
+/// the heartbeat's 45 s a client that never reads is gone anyway.
+const CLOSE_RETRY: Duration = Duration::from_secs(1);
+const CLOSE_TRIES: usize = 60;
 
 /// The sockets being dropped, and the connections of WebSocket upgrades (a socket opened by
 /// long-polling keeps the handshake's request, not the upgrade's).
@@ -214,13 +218,21 @@ impl Overflow {
              queue is full; the client reconnects and fetches what it missed"
         );
         // Most often the cut connection has closed it already. A long-polling socket, or one
-        // whose connection is not known, is told to disconnect once its queue has room.
+        // whose connection is not known, is told to disconnect once its queue has room: when
+        // its client polls again (or, if it never does, the heartbeat ends it first).
         tokio::spawn(async move {
             tokio::time::sleep(CLOSE_GRACE).await;
-            if socket.connected()
-                && let Err(error) = socket.disconnect()
-            {
-                tracing::debug!(%error, socket = %sid, "dropped socket not disconnected yet");
+            for _ in 0..CLOSE_TRIES {
+                if !socket.connected() {
+                    return;
+                }
+                match socket.clone().disconnect() {
+                    Ok(()) => return,
+                    Err(error) => {
+                        tracing::debug!(%error, socket = %sid, "dropped socket not disconnected yet");
+                    }
+                }
+                tokio::time::sleep(CLOSE_RETRY).await;
             }
         });
     }
