@@ -2,15 +2,19 @@
 //! that authenticates with `auth.token` and sends a message; its whole output is then searched
 //! for the token and the message.
 
+mod common;
+
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+use common::next_starting_with;
 
 /// Every wait of this test is bounded by this.
 const WAIT: Duration = Duration::from_secs(30);
@@ -119,39 +123,21 @@ async fn chat(server: &Server, text: &str) -> String {
         .await
         .expect("handshake in time")
         .expect("websocket");
-    let open = wait_for(&mut ws, "0").await;
+    let open = next_starting_with(&mut ws, "0", WAIT).await;
     assert!(open.contains("sid"), "open packet: {open}");
     let connect = format!("40{}", json!({"token": token}));
     ws.send(WsMessage::text(connect)).await.expect("connect");
-    let connected = wait_for(&mut ws, "40").await;
+    let connected = next_starting_with(&mut ws, "40", WAIT).await;
     assert!(connected.contains("sid"), "connected: {connected}");
     let send = format!(
         r#"421["/v1/im/new-message",{}]"#,
         json!({"conversationId": 3, "body": {"type": "text", "msg": text}})
     );
     ws.send(WsMessage::text(send)).await.expect("send");
-    let ack = wait_for(&mut ws, "431").await;
+    let ack = next_starting_with(&mut ws, "431", WAIT).await;
     assert!(ack.contains(text), "the message was stored: {ack}");
     let _ = ws.close(None).await;
     token
-}
-
-async fn wait_for<S>(ws: &mut S, prefix: &str) -> String
-where
-    S: StreamExt<Item = Result<WsMessage, tokio_tungstenite::tungstenite::Error>> + Unpin,
-{
-    tokio::time::timeout(WAIT, async {
-        loop {
-            let message = ws.next().await.expect("socket open").expect("packet");
-            if let Ok(text) = message.to_text()
-                && text.starts_with(prefix)
-            {
-                return text.to_owned();
-            }
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("no packet starting with {prefix:?} in time"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,8 +6,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Backend, TestServer};
-use futures_util::{SinkExt, StreamExt};
+use common::{Backend, TestServer, next_starting_with};
+use futures_util::SinkExt;
 use im_server::app::Startup;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
@@ -283,25 +283,6 @@ async fn websocket(
     }
 }
 
-/// The next text packet that starts with `prefix`, skipping pings and others.
-async fn next_starting_with<S>(ws: &mut S, prefix: &str) -> String
-where
-    S: StreamExt<Item = Result<WsMessage, tokio_tungstenite::tungstenite::Error>> + Unpin,
-{
-    tokio::time::timeout(WAIT, async {
-        loop {
-            let message = ws.next().await.expect("socket open").expect("packet");
-            if let Ok(text) = message.to_text()
-                && text.starts_with(prefix)
-            {
-                return text.to_owned();
-            }
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("no packet starting with {prefix:?} in time"))
-}
-
 async fn websocket_from_a_foreign_origin_is_refused(backend: Backend) {
     let server = TestServer::start(backend).await;
     let cookie = session_cookie(&server, "user").await;
@@ -313,18 +294,18 @@ async fn websocket_from_a_foreign_origin_is_refused(backend: Backend) {
         let mut ws = websocket(&server, eio, &cookie, &own_origin(&server))
             .await
             .unwrap_or_else(|status| panic!("EIO{eio} from its own page: HTTP {status}"));
-        next_starting_with(&mut ws, "0").await;
+        next_starting_with(&mut ws, "0", WAIT).await;
         if eio == 4 {
             // Socket.IO 2 (EIO3) joins `/` by itself; Socket.IO 3+ asks.
             ws.send(WsMessage::text("40")).await.expect("connect");
         }
-        next_starting_with(&mut ws, "40").await;
+        next_starting_with(&mut ws, "40", WAIT).await;
         ws.send(WsMessage::text(
             r#"421["/v1/im/get-messages",{"conversationId":3}]"#,
         ))
         .await
         .expect("ask");
-        let answer = next_starting_with(&mut ws, "431").await;
+        let answer = next_starting_with(&mut ws, "431", WAIT).await;
         assert!(answer.contains("\"count\""), "EIO{eio}: {answer}");
     }
 }

@@ -465,3 +465,28 @@ pub fn require_node() {
         );
     }
 }
+
+/// The next text frame of a WebSocket that starts with `prefix` (others are skipped), within
+/// `wait`.
+pub async fn next_starting_with<S>(ws: &mut S, prefix: &str, wait: std::time::Duration) -> String
+where
+    S: futures_util::StreamExt<
+            Item = Result<
+                tokio_tungstenite::tungstenite::Message,
+                tokio_tungstenite::tungstenite::Error,
+            >,
+        > + Unpin,
+{
+    tokio::time::timeout(wait, async {
+        loop {
+            let message = ws.next().await.expect("socket open").expect("packet");
+            if let Ok(text) = message.to_text()
+                && text.starts_with(prefix)
+            {
+                return text.to_owned();
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no packet starting with {prefix:?} in time"))
+}
