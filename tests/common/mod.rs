@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test binary uses its own part of the harness
 
 pub mod cluster;
+pub mod original;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -98,6 +99,8 @@ pub struct TestServer {
     pub backend: Backend,
     pub database_url: String,
     shutdown: Option<oneshot::Sender<()>>,
+    /// Set by [`TestServer::stop_keeping_database`]: the database outlives the server.
+    keep_database: bool,
     _dir: tempfile::TempDir,
 }
 
@@ -129,10 +132,19 @@ impl TestServer {
         tweak: impl FnOnce(&mut Config),
     ) -> TestServer {
         let dir = tempfile::tempdir().expect("temporary directory");
-        let database_url = match &backend {
-            Backend::Sqlite => format!("sqlite://{}", dir.path().join("im.db").display()),
-            Backend::Postgres(server) => new_pg_database(server).await,
-        };
+        let database_url = new_database(&backend, &dir).await;
+        Self::start_at(backend, database_url, dir, startup, tweak).await
+    }
+
+    /// A server on `database_url` (made by [`new_database`] in `dir`), which it then owns: a
+    /// PostgreSQL database is dropped with the server. Rate limits stay as `tweak` leaves them.
+    pub async fn start_at(
+        backend: Backend,
+        database_url: String,
+        dir: tempfile::TempDir,
+        startup: Startup,
+        tweak: impl FnOnce(&mut Config),
+    ) -> TestServer {
         let public = dir.path().join("public");
         let mut config = Config::try_parse_from([
             "im-server",
@@ -164,6 +176,7 @@ impl TestServer {
             backend,
             database_url,
             shutdown: Some(tx),
+            keep_database: false,
             _dir: dir,
         }
     }
@@ -197,9 +210,27 @@ impl Drop for TestServer {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
-        if let Backend::Postgres(server) = &self.backend {
+        if let Backend::Postgres(server) = &self.backend
+            && !self.keep_database
+        {
             drop_pg_database(server, &self.database_url);
         }
+    }
+}
+
+impl TestServer {
+    /// Stops the server and leaves its database for the test to use and drop
+    /// ([`drop_database`]).
+    pub fn stop_keeping_database(mut self) {
+        self.keep_database = true;
+    }
+}
+
+/// Drops a test database made by [`new_database`] that no server owns (a SQLite file goes with
+/// its directory).
+pub fn drop_database(backend: &Backend, database_url: &str) {
+    if let Backend::Postgres(server) = backend {
+        drop_pg_database(server, database_url);
     }
 }
 
@@ -231,6 +262,14 @@ pub fn drop_pg_database(server: &str, database_url: &str) {
     .join();
     if !matches!(dropped, Ok(Some(()))) {
         eprintln!("test database {name} left behind");
+    }
+}
+
+/// A new, empty database for a test: a SQLite file in `dir`, or a PostgreSQL database.
+pub async fn new_database(backend: &Backend, dir: &tempfile::TempDir) -> String {
+    match backend {
+        Backend::Sqlite => format!("sqlite://{}", dir.path().join("im.db").display()),
+        Backend::Postgres(server) => new_pg_database(server).await,
     }
 }
 
