@@ -11,7 +11,7 @@ use tracing_subscriber::EnvFilter;
 
 use crate::app::{App, Database, Startup, for_operator, shutdown_signal};
 use crate::config::{Config, DEFAULT_DATABASE_URL, LogFormat};
-use crate::domain::{accounts, rbac, seed};
+use crate::domain::{accounts, import, rbac, seed};
 use crate::logging::{self, Redacting};
 
 #[derive(Parser)]
@@ -38,6 +38,35 @@ enum Command {
     /// Manage local accounts.
     #[command(subcommand)]
     User(UserCommand),
+    /// Move the original's MySQL/MariaDB database (users, friends, groups, applies,
+    /// conversations, messages, roles) into a new database of ours, ids kept, all or nothing.
+    Import(ImportArgs),
+}
+
+#[derive(Args)]
+struct ImportArgs {
+    /// The original's database, `mysql://user:password@host:3306/database` (MariaDB too). In
+    /// IM_IMPORT_FROM it stays out of the process list.
+    #[arg(
+        long,
+        env = "IM_IMPORT_FROM",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    from: String,
+    /// The original's time zone (its `config.sequelize.timezone`): it stored times as wall-clock
+    /// times there.
+    #[arg(long, value_name = "OFFSET", default_value = "+08:00",
+          value_parser = crate::time::parse_offset)]
+    source_timezone: chrono::FixedOffset,
+    /// Read and check everything and print the report, then roll back: nothing is imported.
+    #[arg(long)]
+    dry_run: bool,
+    /// Rows per page read from the original and per batch written.
+    #[arg(long, value_name = "ROWS", default_value_t = import::BATCH)]
+    batch: usize,
+    #[command(flatten)]
+    database: DatabaseArgs,
 }
 
 #[derive(Args)]
@@ -287,7 +316,35 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             init_tracing(None)?;
             user(command).await
         }
+        Command::Import(args) => {
+            init_tracing(None)?;
+            import_original(args).await
+        }
     }
+}
+
+async fn import_original(args: ImportArgs) -> anyhow::Result<()> {
+    if !args.from.starts_with("mysql://") {
+        anyhow::bail!(
+            "--from must be a mysql:// URL (MariaDB's too): mysql://user:password@host:3306/database"
+        );
+    }
+    let database = Database::open(&args.database.database_url, CLI_POOL).await?;
+    let from = crate::config::redact_url(&args.from);
+    let options = import::ImportOptions {
+        source_url: args.from,
+        source_offset: args.source_timezone,
+        dry_run: args.dry_run,
+        batch: args.batch,
+    };
+    let progress: std::sync::Arc<dyn import::Progress> = if std::io::stderr().is_terminal() {
+        std::sync::Arc::new(crate::progress::Bar::default())
+    } else {
+        std::sync::Arc::new(crate::progress::Lines::default())
+    };
+    let report = import::run(&database.db, options, progress).await?;
+    print!("{}", crate::progress::render_report(&from, &report));
+    Ok(())
 }
 
 async fn seed(args: SeedArgs) -> anyhow::Result<()> {

@@ -8,6 +8,7 @@ pub mod connections;
 pub mod domain;
 pub mod http;
 pub mod logging;
+pub mod progress;
 pub mod realtime;
 pub mod session;
 pub mod store;

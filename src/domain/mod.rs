@@ -10,6 +10,7 @@ pub mod events;
 pub mod friendship;
 pub mod github;
 pub mod groups;
+pub mod import;
 pub mod limits;
 pub mod message_writer;
 pub mod messaging;
