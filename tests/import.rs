@@ -489,3 +489,105 @@ async fn a_failure_part_way_leaves_the_target_as_it_was(backend: Backend) {
     let admin = server.client().login("admin", "admin-password").await;
     assert_eq!(admin["statusCode"], "0", "{admin}");
 }
+
+/// Messages of the scale test; `IM_TEST_IMPORT_MESSAGES` may ask for another number.
+const MILLION: i64 = 1_000_000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a million messages take minutes in a debug build: run with --release (BENCHMARKS.md)"]
+async fn sqlite_a_million_messages_in_flat_memory() {
+    a_million_messages_in_flat_memory(Backend::Sqlite).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a million messages take minutes in a debug build: run with --release (BENCHMARKS.md)"]
+async fn postgres_a_million_messages_in_flat_memory() {
+    a_million_messages_in_flat_memory(Backend::postgres()).await
+}
+
+/// The peak resident memory of process `pid` so far (VmHWM), in KiB.
+fn peak_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|kib| kib.parse().ok())
+}
+
+/// Imports a generated history of a million messages and checks that the import process never
+/// held more than 100 MB; prints how long it took (the figures of BENCHMARKS.md).
+async fn a_million_messages_in_flat_memory(backend: Backend) {
+    let messages = std::env::var("IM_TEST_IMPORT_MESSAGES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(MILLION);
+    let source = OriginalDb::create().await;
+    let generating = std::time::Instant::now();
+    source.write_large(2_000, messages).await;
+    eprintln!(
+        "generated {messages} messages in {:.1} s",
+        generating.elapsed().as_secs_f64()
+    );
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let url = common::new_database(&backend, &dir).await;
+    let started = std::time::Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_im-server"))
+        .args(["import", "--from", &source.url()])
+        .env("DATABASE_URL", &url)
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("im-server runs");
+    let pid = child.id();
+    let mut peak = 0;
+    let status = loop {
+        if let Some(kib) = peak_kib(pid) {
+            peak = peak.max(kib);
+        }
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let elapsed = started.elapsed().as_secs_f64();
+    let output = child.wait_with_output().expect("output");
+    assert!(status.success(), "{}", text(&output.stderr));
+    let report = text(&output.stdout);
+    eprintln!("{report}");
+    eprintln!(
+        "{backend:?}: {messages} messages imported in {elapsed:.1} s ({:.0} messages/s), peak RSS {:.1} MB",
+        messages as f64 / elapsed,
+        peak as f64 / 1024.0
+    );
+    assert!(
+        report
+            .lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>()
+                == [
+                    "messages",
+                    &messages.to_string(),
+                    &messages.to_string(),
+                    "0",
+                    "0"
+                ]),
+        "{report}"
+    );
+    assert!(peak > 0, "VmHWM was read");
+    assert!(peak < 100 * 1024, "peak RSS {peak} KiB is over 100 MB");
+
+    // Every conversation's history is numbered 1..n without a gap.
+    let db = im_server::store::Db::connect(&url, 1).expect("database");
+    let mut conn = db.get().await.expect("connection");
+    let last = im_server::store::messages::page_newest_first(&mut conn, 1, 1, 0)
+        .await
+        .expect("messages");
+    let count = im_server::store::messages::count_in_conversation(&mut conn, 1)
+        .await
+        .expect("count");
+    assert_eq!(last[0].seq, count);
+    drop(conn);
+    drop(db);
+    common::drop_database(&backend, &url);
+}

@@ -1227,6 +1227,14 @@ impl Import {
                 self.skip("applies", "no target (toId)", id);
                 continue;
             };
+            let target_exists = match kind {
+                "user" => self.users.contains(to_id),
+                _ => self.groups.contains_key(&to_id),
+            };
+            if !target_exists {
+                self.skip("applies", "its user or group no longer exists", id);
+                continue;
+            }
             // The addressee: the original set it after creating the apply, so it can be missing.
             let addressee = match row.user_id.filter(|id| self.users.contains(*id)) {
                 Some(user) => Some(user),
