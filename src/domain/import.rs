@@ -67,16 +67,6 @@ pub trait Progress: Send + Sync {
     fn step(&self, what: &'static str);
 }
 
-/// A [`Progress`] that tells nobody.
-pub struct Silent;
-
-impl Progress for Silent {
-    fn start(&self, _: &'static str, _: u64) {}
-    fn advance(&self, _: u64) {}
-    fn finish(&self, _: &'static str) {}
-    fn step(&self, _: &'static str) {}
-}
-
 /// Rows of one of the original's tables: read, written, and of those written how many were
 /// mended on the way; skipped ones are read and not written.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -487,6 +477,7 @@ impl Import {
     /// bootstrap admin, whom the imported users replace.
     async fn prepare(&mut self, tx: &mut DbConn) -> Result<(), ImportError> {
         let mut found = Vec::new();
+        target::prepare_bulk(tx).await?;
         for table in target::EMPTY_AT_FIRST_START {
             let n = target::count_rows(tx, table).await?;
             if n > 0 {
@@ -573,13 +564,12 @@ impl Import {
                     }
                 }
                 page => {
-                    let (rows, first) = self.write_page(tx, page).await.map_err(|e| match e {
+                    let rows = self.write_page(tx, page).await.map_err(|e| match e {
                         (near, ImportError::Target(error)) => {
                             ImportError::Write { table, near, error }
                         }
                         (_, other) => other,
                     })?;
-                    let _ = first;
                     self.count(table).read += rows;
                     self.progress.advance(rows);
                 }
@@ -592,17 +582,13 @@ impl Import {
     }
 
     /// Writes one page; answers the rows it held. A failure comes with the first id of the page.
-    async fn write_page(
-        &mut self,
-        tx: &mut DbConn,
-        page: Page,
-    ) -> Result<(u64, i64), (i64, ImportError)> {
+    async fn write_page(&mut self, tx: &mut DbConn, page: Page) -> Result<u64, (i64, ImportError)> {
         macro_rules! go {
             ($rows:ident, $first:expr, $method:ident) => {{
                 let n = $rows.len() as u64;
                 let first: i64 = $rows.first().map_or(0, $first);
                 self.$method(tx, $rows).await.map_err(|e| (first, e))?;
-                Ok((n, first))
+                Ok(n)
             }};
         }
         match page {
@@ -618,7 +604,7 @@ impl Import {
             Page::Friends(rows) => go!(rows, |r| i64::from(r.id), friends),
             Page::Messages(rows) => go!(rows, |r| i64::from(r.id), messages),
             Page::Applies(rows) => go!(rows, |r| i64::from(r.id), applies),
-            Page::End(_) => Ok((0, 0)),
+            Page::End(_) => Ok(0),
         }
     }
 

@@ -80,6 +80,23 @@ pub const EMPTY_AT_FIRST_START: [&str; 8] = [
     "github_identities",
 ];
 
+/// SQLite's page cache for an import's connection, in KiB: a million messages make the
+/// transaction far larger than the default 2 MiB cache, and SQLite then writes pages out to the
+/// WAL and reads them back on the next insert that touches them (most of the time went to that).
+/// This holds the pages that inserts keep touching (the ends of the tables and of each
+/// conversation's and sender's index ranges) for histories of thousands of conversations, and
+/// bounds the memory all the same.
+const SQLITE_IMPORT_CACHE_KIB: u32 = 40 * 1024;
+
+/// Readies the connection for a long run of inserts (on SQLite, a larger page cache).
+pub async fn prepare_bulk(conn: &mut DbConn) -> Result<(), StoreError> {
+    if let DbConn::Sqlite(conn) = conn {
+        conn.batch_execute(&format!("PRAGMA cache_size = -{SQLITE_IMPORT_CACHE_KIB}"))
+            .await?;
+    }
+    Ok(())
+}
+
 /// Rows in our table `table`.
 pub async fn count_rows(conn: &mut DbConn, table: &'static str) -> Result<i64, StoreError> {
     let query = format!("SELECT CAST(COUNT(*) AS BIGINT) AS n FROM \"{table}\"");
