@@ -329,10 +329,14 @@ async fn import_original(args: ImportArgs) -> anyhow::Result<()> {
             "--from must be a mysql:// URL (MariaDB's too): mysql://user:password@host:3306/database"
         );
     }
-    let database = Database::open(&args.database.database_url, CLI_POOL).await?;
+    if args.batch == 0 {
+        anyhow::bail!("--batch must be at least 1");
+    }
     let from = crate::config::redact_url(&args.from);
+    // The source first: a wrong or unreachable one leaves the target untouched.
+    let source = import::open_source(&args.from).await?;
+    let database = Database::open(&args.database.database_url, CLI_POOL).await?;
     let options = import::ImportOptions {
-        source_url: args.from,
         source_offset: args.source_timezone,
         dry_run: args.dry_run,
         batch: args.batch,
@@ -342,7 +346,7 @@ async fn import_original(args: ImportArgs) -> anyhow::Result<()> {
     } else {
         std::sync::Arc::new(crate::progress::Lines::default())
     };
-    let report = import::run(&database.db, options, progress).await?;
+    let report = import::run(&database.db, source, options, progress).await?;
     print!("{}", crate::progress::render_report(&from, &report));
     Ok(())
 }

@@ -141,6 +141,16 @@ async fn demo_import_keeps_logins_lists_and_histories(backend: Backend) {
     let output = import(&url, &source.url(), &[]);
     let report = succeeded(&output);
     assert!(report.contains("every row imported as it was"), "{report}");
+    // Not a terminal: plain progress lines on standard error, no bar.
+    let progress = text(&output.stderr);
+    assert!(
+        progress.contains("import: messages: 20 rows to read"),
+        "{progress}"
+    );
+    assert!(
+        progress.contains("import: messages: 20 rows read in"),
+        "{progress}"
+    );
     assert!(
         report.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["messages", "20", "20", "0", "0"]),
         "{report}"
@@ -381,6 +391,39 @@ async fn odd_rows_are_mended_or_skipped_and_named(backend: Backend) {
     assert_eq!(friends.len(), 1, "{friends:?}");
     assert_eq!(friends[0]["id"], 31);
     assert!(friends[0]["conversation"]["id"].as_i64().expect("id") > 30);
+}
+
+/// A source that is not a MySQL URL, or cannot be reached, is one clear line, and the target is
+/// left as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_or_unreachable_source_is_a_clear_error() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let url = format!("sqlite://{}", dir.path().join("im.db").display());
+    let output = import(&url, "postgres://127.0.0.1/im", &[]);
+    assert!(!output.status.success());
+    assert!(
+        text(&output.stderr).contains("--from must be a mysql:// URL"),
+        "{}",
+        text(&output.stderr)
+    );
+    assert!(!dir.path().join("im.db").exists(), "nothing was created");
+
+    // Nothing listens on port 1.
+    let output = import(&url, "mysql://root:secret@127.0.0.1:1/im", &[]);
+    assert!(!output.status.success());
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("cannot connect to the original's database"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("secret"),
+        "the password stays out of the message: {stderr}"
+    );
+    assert!(
+        !dir.path().join("im.db").exists(),
+        "the target was not touched"
+    );
 }
 
 /// Row counts of the target's tables, to see that nothing changed.

@@ -45,8 +45,6 @@ const EXAMPLES: usize = 5;
 /// What to import and how.
 #[derive(Debug, Clone)]
 pub struct ImportOptions {
-    /// `mysql://user:password@host:3306/database`.
-    pub source_url: String,
     /// The original's `timezone` setting: its `DATETIME`s are wall-clock times there.
     pub source_offset: FixedOffset,
     /// Read, check and report everything, then roll back.
@@ -171,22 +169,20 @@ enum Page {
 
 type Read = Result<Page, ImportError>;
 
-/// Imports the original's database at `options.source_url` into `db`, which must hold no more
-/// than a first start leaves (built-in rights and roles, the bootstrap admin).
-pub async fn run(
-    db: &Db,
-    options: ImportOptions,
-    progress: Arc<dyn Progress>,
-) -> Result<ImportReport, ImportError> {
-    if options.batch == 0 {
-        return Err(ImportError::Invalid(
-            "the batch size must be at least 1".into(),
-        ));
-    }
+/// The original's database, connected, checked to be one, its tables counted: what [`run`]
+/// reads. Opened before the target is touched, so that a wrong or unreachable source leaves the
+/// target alone.
+pub struct OpenedSource {
+    source: Source,
+    totals: HashMap<&'static str, u64>,
+    max_conversation: i32,
+    started: Instant,
+}
+
+/// Connects to the original's database at `url` and checks that it has the original's tables.
+pub async fn open_source(url: &str) -> Result<OpenedSource, ImportError> {
     let started = Instant::now();
-    let mut source = Source::connect(&options.source_url)
-        .await
-        .map_err(ImportError::Connect)?;
+    let mut source = Source::connect(url).await.map_err(ImportError::Connect)?;
     let missing = source
         .missing_tables()
         .await
@@ -210,7 +206,33 @@ pub async fn run(
                 table: "conversations",
                 error,
             })?;
+    Ok(OpenedSource {
+        source,
+        totals,
+        max_conversation,
+        started,
+    })
+}
 
+/// Imports the original's database `source` (see [`open_source`]) into `db`, which must hold no
+/// more than a first start leaves (built-in rights and roles, the bootstrap admin).
+pub async fn run(
+    db: &Db,
+    source: OpenedSource,
+    options: ImportOptions,
+    progress: Arc<dyn Progress>,
+) -> Result<ImportReport, ImportError> {
+    if options.batch == 0 {
+        return Err(ImportError::Invalid(
+            "the batch size must be at least 1".into(),
+        ));
+    }
+    let OpenedSource {
+        source,
+        totals,
+        max_conversation,
+        started,
+    } = source;
     let (pages, receiver) = mpsc::channel(2);
     let batch = options.batch;
     let reader = tokio::spawn(read_all(source, pages, batch));
