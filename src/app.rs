@@ -218,8 +218,8 @@ impl App {
             .nest("/api/v1", crate::http::api_router())
             .merge(crate::http::health::router())
             .merge(crate::http::files::router(self))
-            .merge(crate::http::home::router())
-            .fallback(|| async { crate::http::envelope::not_found() })
+            // `/` and every path no route takes: the web clients, or the JSON 404.
+            .merge(crate::http::web::router(&self.config))
             .layer(CookieManagerLayer::new())
             // The original's (egg-security) headers.
             .layer(header("x-frame-options", "SAMEORIGIN"))
@@ -351,6 +351,14 @@ impl StartupReport {
             Some(url) => format!("redis at {}", redact_url(url)),
             None => "memory (one process)".to_owned(),
         };
+        let web_client = match config.web_client_dir() {
+            Some(dir) => format!("{} at /", dir.display()),
+            None => "none (IM_WEB_DIR): / shows the built-in page".to_owned(),
+        };
+        let admin_client = match config.admin_client_dir() {
+            Some(dir) => format!("{} at /admin/", dir.display()),
+            None => "none (IM_ADMIN_DIR)".to_owned(),
+        };
         tracing::info!(
             version = env!("CARGO_PKG_VERSION"),
             url = %format!("http://{addr}/"),
@@ -360,6 +368,8 @@ impl StartupReport {
             sessions,
             demo,
             admin,
+            web_client,
+            admin_client,
             max_connections = connections.max_connections,
             max_connections_per_ip = connections.max_per_address,
             request_log = "RUST_LOG=info,im_server::http=debug",

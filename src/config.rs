@@ -10,7 +10,7 @@
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chrono::FixedOffset;
@@ -61,6 +61,20 @@ pub struct Config {
         global = true
     )]
     pub public_dir: PathBuf,
+
+    /// Folder of a built web client (the H5 client's `dist`), served at `/`: its files, and its
+    /// `index.html` for any other GET outside `/api`, `/public`, `/socket.io`, `/metrics` and the
+    /// probes, where its router takes over. Unset: `static/web` when it holds an `index.html`;
+    /// `off`: none, and `/` shows the built-in page.
+    #[arg(long, env = "IM_WEB_DIR", value_name = "DIR|off", value_parser = folder_or_off,
+          global = true)]
+    pub web_dir: Option<PathBuf>,
+
+    /// Folder of the built admin, served at `/admin/` the same way (build it for that base path).
+    /// Unset: `static/admin` when it holds an `index.html`; `off`: none.
+    #[arg(long, env = "IM_ADMIN_DIR", value_name = "DIR|off", value_parser = folder_or_off,
+          global = true)]
+    pub admin_dir: Option<PathBuf>,
 
     /// Largest uploaded file, in bytes.
     #[arg(long, env = "IM_UPLOAD_MAX", default_value_t = 3 * 1024 * 1024, global = true)]
@@ -295,6 +309,44 @@ pub fn boolean(value: &str) -> Result<bool, String> {
     }
 }
 
+/// The web client served at `/` when `IM_WEB_DIR` is unset and this folder holds one.
+pub const DEFAULT_WEB_DIR: &str = "static/web";
+/// The admin served at `/admin/` when `IM_ADMIN_DIR` is unset and this folder holds one.
+pub const DEFAULT_ADMIN_DIR: &str = "static/admin";
+
+/// The folder of a web client: the one set (`off`: none), or else `default` when it holds an
+/// `index.html`.
+fn client_dir(setting: Option<&Path>, default: &str) -> Option<PathBuf> {
+    match setting {
+        Some(dir) if dir == Path::new("off") => None,
+        Some(dir) => Some(dir.to_path_buf()),
+        None => Path::new(default)
+            .join("index.html")
+            .is_file()
+            .then(|| PathBuf::from(default)),
+    }
+}
+
+/// A web client's folder, or `off`; never empty (an empty variable is a mistake, not "unset").
+fn folder_or_off(text: &str) -> Result<PathBuf, String> {
+    if text.trim().is_empty() {
+        return Err("expected a folder holding index.html, or off".to_owned());
+    }
+    Ok(PathBuf::from(text))
+}
+
+/// A folder set for a web client must hold its `index.html`: a mistyped path fails the start
+/// instead of serving 404s.
+fn check_client_dir(variable: &str, setting: Option<&Path>) -> Result<(), String> {
+    match setting {
+        Some(dir) if dir != Path::new("off") && !dir.join("index.html").is_file() => Err(format!(
+            "{variable}: {} holds no index.html (build the client into it, or set {variable}=off)",
+            dir.display()
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Where the database is when nothing says otherwise: a file beside the working directory.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/im.db";
 
@@ -323,6 +375,16 @@ impl Config {
 
     pub fn keepalive_timeout(&self) -> Duration {
         Duration::from_secs(self.keepalive_timeout_secs)
+    }
+
+    /// The folder of the web client served at `/`, if any.
+    pub fn web_client_dir(&self) -> Option<PathBuf> {
+        client_dir(self.web_dir.as_deref(), DEFAULT_WEB_DIR)
+    }
+
+    /// The folder of the admin served at `/admin/`, if any.
+    pub fn admin_client_dir(&self) -> Option<PathBuf> {
+        client_dir(self.admin_dir.as_deref(), DEFAULT_ADMIN_DIR)
     }
 
     /// Checks what clap cannot: values that parse but make no sense together.
@@ -366,6 +428,8 @@ impl Config {
                 self.limits.upload_user, self.upload_max
             ));
         }
+        check_client_dir("IM_WEB_DIR", self.web_dir.as_deref())?;
+        check_client_dir("IM_ADMIN_DIR", self.admin_dir.as_deref())?;
         if let Some(password) = &self.admin_password {
             crate::domain::accounts::check_password(password)
                 .map_err(|rule| format!("IM_ADMIN_PASSWORD is refused: {rule}"))?;
@@ -415,6 +479,8 @@ impl fmt::Debug for Config {
             .field("redis_prefix", &self.redis_prefix)
             .field("presence_ttl_secs", &self.presence_ttl_secs)
             .field("public_dir", &self.public_dir)
+            .field("web_dir", &self.web_dir)
+            .field("admin_dir", &self.admin_dir)
             .field("upload_max", &self.upload_max)
             .field("timezone", &self.timezone)
             .field("cookie_name", &self.cookie_name)
@@ -587,6 +653,34 @@ mod tests {
             .collect();
         assert_eq!(shown, ["10.0.0.5/32", "192.168.0.0/16", "::1/128"]);
         assert!(Config::try_parse_from(["im-server", "--trusted-proxies", "nginx"]).is_err());
+    }
+
+    #[test]
+    fn client_folders_are_off_set_or_the_default_when_built() {
+        let parse = |args: &[&str]| {
+            Config::try_parse_from(["im-server"].iter().chain(args)).map_err(|e| e.to_string())
+        };
+        let built = tempfile::tempdir().unwrap();
+        std::fs::write(built.path().join("index.html"), "<!doctype html>").unwrap();
+        let empty = tempfile::tempdir().unwrap();
+        let config = parse(&[
+            "--web-dir",
+            built.path().to_str().unwrap(),
+            "--admin-dir",
+            "off",
+        ])
+        .unwrap();
+        assert!(config.validate().is_ok());
+        assert_eq!(config.web_client_dir().as_deref(), Some(built.path()));
+        assert_eq!(config.admin_client_dir(), None);
+        // A folder set without a client in it is a mistake, told at start.
+        let config = parse(&["--admin-dir", empty.path().to_str().unwrap()]).unwrap();
+        let refused = config.validate().unwrap_err();
+        assert!(
+            refused.contains("IM_ADMIN_DIR") && refused.contains("index.html"),
+            "{refused}"
+        );
+        assert!(parse(&["--web-dir", ""]).is_err());
     }
 
     #[test]

@@ -706,6 +706,52 @@ async fn the_root_page_says_what_this_is_and_json_clients_still_get_json() {
 }
 
 #[tokio::test]
+async fn a_client_built_into_static_web_is_served_and_a_wrong_folder_stops_the_start() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let env = [("IM_ADMIN_PASSWORD", "admin-password")];
+    let web = dir.path().join("static/web");
+    std::fs::create_dir_all(&web).expect("static/web");
+    std::fs::write(web.join("index.html"), "<!doctype html><title>H5</title>").expect("index");
+    let served = serve(dir.path(), &env, &[]).await;
+    let page = client()
+        .get(format!("{}chat/123", served.url))
+        .send()
+        .await
+        .expect("GET /chat/123");
+    let status = page.status();
+    let body = page.text().await.expect("page");
+    let (web_told, admin_told) = (
+        served.summary["web_client"].clone(),
+        served.summary["admin_client"].clone(),
+    );
+    served.stop().await;
+    assert_eq!(
+        (status.as_u16(), body.as_str()),
+        (200, "<!doctype html><title>H5</title>")
+    );
+    assert_eq!(web_told, "static/web at /");
+    assert_eq!(admin_told, "none (IM_ADMIN_DIR)");
+
+    // A folder named but holding no client: the start fails, saying so.
+    let failed = try_serve(dir.path(), &[("IM_ADMIN_DIR", "dist/admin"), env[0]], &[])
+        .await
+        .err()
+        .expect("no index.html in dist/admin: the start fails");
+    assert!(
+        failed.contains("IM_ADMIN_DIR: dist/admin holds no index.html"),
+        "{failed}"
+    );
+    // `off` turns the default folder off: the built-in page is back.
+    let served = serve(dir.path(), &[("IM_WEB_DIR", "off"), env[0]], &[]).await;
+    let page = client().get(&served.url).send().await.expect("GET /");
+    let body = page.text().await.expect("page");
+    let web_told = served.summary["web_client"].clone();
+    served.stop().await;
+    assert!(body.contains("No web client is served from here"), "{body}");
+    assert_eq!(web_told, "none (IM_WEB_DIR): / shows the built-in page");
+}
+
+#[tokio::test]
 async fn help_per_subcommand_shows_its_own_options() {
     let dir = tempfile::tempdir().expect("temp dir");
     let output = run(dir.path(), &[], &["user", "create", "--help"], "").await;

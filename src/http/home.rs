@@ -54,7 +54,10 @@ client, the Ant Design Pro admin and WeChat mini-programs. It serves them unchan
 port: REST under <code>/api/v1</code> (the <code>{statusCode, errorMessage, data}</code>
 envelope), uploaded and built-in files under <code>/public/</code>, and Socket.IO under
 <code>/socket.io/</code> (Engine.IO 3 and 4, WebSocket and long-polling).</p>
-<p>No web client is served from here: this page stands in for one.</p>
+<p>No web client is served from here: this page stands in for one. To serve the built H5
+client at <code>/</code> (and the built admin at <code>/admin/</code>), set
+<code>IM_WEB_DIR</code> (and <code>IM_ADMIN_DIR</code>) to its folder, or put it in
+<code>static/web</code> (and <code>static/admin</code>) beside where the server starts.</p>
 
 <h2>Probes</h2>
 <ul>

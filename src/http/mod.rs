@@ -17,6 +17,7 @@ pub mod request_log;
 pub mod search;
 pub mod upload;
 pub mod userinfo;
+pub mod web;
 
 use std::sync::Arc;
 
