@@ -149,6 +149,17 @@ pub struct Config {
     #[arg(long, env = "IM_GITHUB_CALLBACK_URL", global = true)]
     pub github_callback_url: Option<String>,
 
+    /// Where a failed GitHub log-in sends the browser, with `error` (a short code) and `message`
+    /// added to its query: the web client's log-in page. A path (`/login`, `/#/login`) or an
+    /// http(s) URL.
+    #[arg(
+        long,
+        env = "IM_GITHUB_FAILURE_URL",
+        default_value = "/login",
+        global = true
+    )]
+    pub github_failure_url: String,
+
     /// GitHub's authorize endpoint (change it only to test against a stand-in).
     #[arg(
         long,
@@ -430,6 +441,17 @@ impl Config {
         }
         check_client_dir("IM_WEB_DIR", self.web_dir.as_deref())?;
         check_client_dir("IM_ADMIN_DIR", self.admin_dir.as_deref())?;
+        let failure = &self.github_failure_url;
+        // `//host` and `/\host` are other hosts to a browser, not paths.
+        let path =
+            failure.starts_with('/') && !failure.starts_with("//") && !failure.starts_with("/\\");
+        let url = failure.starts_with("https://") || failure.starts_with("http://");
+        if !(path || url) || !failure.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(format!(
+                "IM_GITHUB_FAILURE_URL: {failure:?} is neither a path like /login nor an http(s) \
+                 URL (without spaces; non-ASCII percent-encoded)"
+            ));
+        }
         if let Some(password) = &self.admin_password {
             crate::domain::accounts::check_password(password)
                 .map_err(|rule| format!("IM_ADMIN_PASSWORD is refused: {rule}"))?;
@@ -493,6 +515,7 @@ impl fmt::Debug for Config {
             .field("github_client_id", &self.github_client_id)
             .field("github_client_secret", &redact(&self.github_client_secret))
             .field("github_callback_url", &self.github_callback_url)
+            .field("github_failure_url", &self.github_failure_url)
             .field("github_authorize_url", &self.github_authorize_url)
             .field("github_token_url", &self.github_token_url)
             .field("github_api_url", &self.github_api_url)
@@ -681,6 +704,32 @@ mod tests {
             "{refused}"
         );
         assert!(parse(&["--web-dir", ""]).is_err());
+    }
+
+    #[test]
+    fn the_github_failure_page_is_a_path_or_a_url() {
+        for good in [
+            "/login",
+            "/#/login",
+            "/login?from=github",
+            "https://chat.example/login",
+        ] {
+            let config =
+                Config::try_parse_from(["im-server", "--github-failure-url", good]).unwrap();
+            assert!(config.validate().is_ok(), "{good}");
+        }
+        for bad in [
+            "login",
+            "//evil.example/login",
+            "/\\evil.example/login",
+            "javascript:alert(1)",
+            "/log in",
+            "/登录",
+        ] {
+            let config =
+                Config::try_parse_from(["im-server", "--github-failure-url", bad]).unwrap();
+            assert!(config.validate().is_err(), "{bad}");
+        }
     }
 
     #[test]

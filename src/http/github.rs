@@ -1,13 +1,18 @@
 //! `/passport/github`: log-in with GitHub. The start redirects to GitHub with `state` and a PKCE
 //! challenge, remembered in a short-lived HttpOnly cookie; the callback checks them, logs the
-//! linked user in (the session cookie of `auth.rs`) and redirects to `/`.
+//! linked user in (the session cookie of `auth.rs`) and redirects to `/`. Both are pages a browser
+//! navigates to, so a failure too is a redirect: to the web client's log-in page
+//! (`IM_GITHUB_FAILURE_URL`) with the reason in its query, never a JSON body on a blank page.
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::State;
-use axum::response::Redirect;
+use axum::http::header::LOCATION;
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
+use oauth2::url::form_urlencoded;
 use serde::Deserialize;
 use tower_cookies::cookie::SameSite;
 use tower_cookies::{Cookie, Cookies};
@@ -15,7 +20,9 @@ use tower_cookies::{Cookie, Cookies};
 use super::envelope::ApiError;
 use super::extract::Params;
 use crate::app::App;
-use crate::domain::github::{self, PENDING_TTL, Pending};
+use crate::domain::DomainError;
+use crate::domain::accounts::NO_LOGIN_RIGHT;
+use crate::domain::github::{self, Callback, PENDING_TTL, Pending};
 
 /// The cookie of a log-in on its way through GitHub, sent back only to the callback.
 const PENDING_COOKIE: &str = "IM_GITHUB_OAUTH";
@@ -42,30 +49,32 @@ fn pending_cookie(app: &App, value: String, max_age: std::time::Duration) -> Coo
         .build()
 }
 
-async fn show_github_authorize(
-    State(app): State<Arc<App>>,
-    cookies: Cookies,
-) -> Result<Redirect, ApiError> {
-    let authorization = github::authorize(&app)?;
+async fn show_github_authorize(State(app): State<Arc<App>>, cookies: Cookies) -> Response {
+    let authorization = match github::authorize(&app) {
+        Ok(authorization) => authorization,
+        Err(error) => return to_login_page(&app, error),
+    };
     cookies.add(pending_cookie(
         &app,
         authorization.pending.encode(),
         PENDING_TTL,
     ));
-    Ok(Redirect::to(&authorization.url))
+    Redirect::to(&authorization.url).into_response()
 }
 
 #[derive(Deserialize)]
 struct CallbackQuery {
     code: Option<String>,
     state: Option<String>,
+    /// GitHub's reason when it did not authorize (`access_denied`: the user said no).
+    error: Option<String>,
 }
 
 async fn show_github_callback(
     State(app): State<Arc<App>>,
     cookies: Cookies,
     Params(query): Params<CallbackQuery>,
-) -> Result<Redirect, ApiError> {
+) -> Response {
     let pending = cookies
         .get(PENDING_COOKIE)
         .and_then(|cookie| Pending::decode(cookie.value()));
@@ -75,8 +84,103 @@ async fn show_github_callback(
         String::new(),
         std::time::Duration::ZERO,
     ));
-    let identity =
-        github::complete(&app, query.code.as_deref(), query.state.as_deref(), pending).await?;
-    super::auth::start_session(&app, &cookies, &identity).await;
-    Ok(Redirect::to("/"))
+    let callback = Callback {
+        code: query.code.as_deref(),
+        state: query.state.as_deref(),
+        error: query.error.as_deref(),
+    };
+    match github::complete(&app, callback, pending).await {
+        Ok(identity) => {
+            super::auth::start_session(&app, &cookies, &identity).await;
+            Redirect::to("/").into_response()
+        }
+        Err(error) => to_login_page(&app, error),
+    }
+}
+
+/// The short code of a failed log-in, for a client to act on; the message beside it is the
+/// domain's, which never holds a cause.
+fn reason(error: &DomainError) -> &'static str {
+    match error {
+        DomainError::Rejected(message) => match message.as_ref() {
+            github::NOT_CONFIGURED => "not_configured",
+            github::BAD_STATE => "bad_state",
+            github::CANCELLED => "access_denied",
+            github::DENIED => "github_refused",
+            NO_LOGIN_RIGHT => "not_permitted",
+            _ => "failed",
+        },
+        DomainError::Unavailable(_) => "unavailable",
+        _ => "failed",
+    }
+}
+
+/// A 303 to the log-in page with `error` and `message` in its query; the cause of a fault is
+/// logged here, as the envelope would have.
+fn to_login_page(app: &App, error: DomainError) -> Response {
+    let reason = reason(&error);
+    match &error {
+        DomainError::Unavailable(cause) => {
+            tracing::warn!(%cause, "GitHub log-in failed: a service it needs is unavailable");
+        }
+        DomainError::Internal(cause) => tracing::error!(%cause, "GitHub log-in failed"),
+        _ => tracing::info!(reason, "GitHub log-in refused"),
+    }
+    let message = error.to_string();
+    let location = failure_location(&app.config.github_failure_url, reason, &message);
+    match HeaderValue::try_from(location) {
+        Ok(location) => (StatusCode::SEE_OTHER, [(LOCATION, location)]).into_response(),
+        // Config::validate keeps the URL to visible ASCII, and the query is percent-encoded.
+        Err(_) => ApiError(error).into_response(),
+    }
+}
+
+/// `page` with `error=<reason>&message=<message>` added to its query; in its fragment when it has
+/// one (`/#/login`), where a hash-mode router reads its query.
+fn failure_location(page: &str, reason: &str, message: &str) -> String {
+    let query = form_urlencoded::Serializer::new(String::new())
+        .append_pair("error", reason)
+        .append_pair("message", message)
+        .finish();
+    let add = |url: &str| match url.split_once('?') {
+        None => format!("{url}?{query}"),
+        Some((_, "")) => format!("{url}{query}"),
+        Some(_) if url.ends_with('&') => format!("{url}{query}"),
+        Some(_) => format!("{url}&{query}"),
+    };
+    match page.split_once('#') {
+        Some((before, fragment)) => format!("{before}#{}", add(fragment)),
+        None => add(page),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::failure_location;
+
+    #[test]
+    fn the_reason_goes_where_the_router_reads_it() {
+        let message = "GitHub 授权失败";
+        let encoded = "message=GitHub+%E6%8E%88%E6%9D%83%E5%A4%B1%E8%B4%A5";
+        assert_eq!(
+            failure_location("/login", "github_refused", message),
+            format!("/login?error=github_refused&{encoded}")
+        );
+        assert_eq!(
+            failure_location(
+                "https://chat.example/login?from=github",
+                "bad_state",
+                message
+            ),
+            format!("https://chat.example/login?from=github&error=bad_state&{encoded}")
+        );
+        assert_eq!(
+            failure_location("/#/login", "failed", message),
+            format!("/#/login?error=failed&{encoded}")
+        );
+        assert_eq!(
+            failure_location("/login?", "failed", "a&b=c"),
+            "/login?error=failed&message=a%26b%3Dc"
+        );
+    }
 }
