@@ -115,10 +115,10 @@ pub fn listen<A: Adapter>(
     });
 }
 
-/// Runs an event's work within IM_EVENT_TIMEOUT. Past it the work is dropped where it stood and
-/// the event fails as unavailable; the calls it made are bounded on their own too (database,
-/// Redis), so nothing of it keeps waiting much longer. A send dropped while its batch commits
-/// may still be stored: the client's retry with the same `clientMsgId` then finds it.
+/// Runs an event's work within IM_EVENT_TIMEOUT. Past it the event fails as unavailable and the
+/// work is dropped where it stood; the calls it made are bounded on their own too (database,
+/// Redis), so nothing of it keeps waiting much longer. A send is the exception: it goes on, on
+/// its own task ([`post_message`]).
 async fn limited<T>(
     app: &App,
     event: &str,
