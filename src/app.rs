@@ -99,12 +99,17 @@ pub struct Database {
 
 impl Database {
     /// Migrates the database at `url`, connects to it and writes the built-in roles and rights:
-    /// what every command needs before it touches accounts.
-    pub async fn open(url: &str, pool_size: usize) -> anyhow::Result<Database> {
+    /// what every command needs before it touches accounts. `call_limit` bounds each database
+    /// call afterwards (see [`Db::connect`]); migrations run without it.
+    pub async fn open(
+        url: &str,
+        pool_size: usize,
+        call_limit: Option<std::time::Duration>,
+    ) -> anyhow::Result<Database> {
         let migrations_applied = store::migrate::run(url)
             .await
             .with_context(|| format!("migrating {}", redact_url(url)))?;
-        let db = Db::connect(url, pool_size)?;
+        let db = Db::connect(url, pool_size, call_limit)?;
         let lock = store::migrate::StartupLock::acquire(&db)
             .await
             .context("connecting to the database")?;
@@ -129,7 +134,12 @@ impl App {
         let Database {
             db,
             migrations_applied,
-        } = Database::open(&config.database_url, config.db_pool).await?;
+        } = Database::open(
+            &config.database_url,
+            config.db_pool,
+            Some(config.db_timeout()),
+        )
+        .await?;
         let lock = store::migrate::StartupLock::acquire(&db)
             .await
             .context("connecting to the database")?;
@@ -165,7 +175,7 @@ impl App {
             match &config.redis_url {
                 Some(url) => {
                     // Lazy: the server starts, and reports itself unready, while Redis is down.
-                    let redis = crate::session::redis::connect(url)
+                    let redis = crate::session::redis::connect(url, config.redis_timeout())
                         .with_context(|| format!("Redis URL {}", redact_url(url)))?;
                     let sessions = RedisSessions::new(
                         redis.clone(),

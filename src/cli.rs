@@ -275,7 +275,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Migrate(database) => {
             init_tracing(None)?;
-            let database = Database::open(&database.database_url, CLI_POOL).await?;
+            let database = Database::open(&database.database_url, CLI_POOL, None).await?;
             println!("{} migration(s) applied", database.migrations_applied);
             Ok(())
         }
@@ -291,7 +291,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 async fn seed(args: SeedArgs) -> anyhow::Result<()> {
-    let database = Database::open(&args.database.database_url, CLI_POOL).await?;
+    let database = Database::open(&args.database.database_url, CLI_POOL, None).await?;
     let mut conn = database.db.get().await?;
     if args.demo {
         match seed::demo(&mut conn).await.map_err(for_operator)? {
@@ -343,7 +343,7 @@ async fn user(command: UserCommand) -> anyhow::Result<()> {
                 .map(|spec| spec.key)
                 .find(|key| key.eq_ignore_ascii_case(&role))
                 .ok_or_else(|| anyhow::anyhow!("unknown role {role:?}"))?;
-            let database = Database::open(&database.database_url, CLI_POOL).await?;
+            let database = Database::open(&database.database_url, CLI_POOL, None).await?;
             let mut conn = database.db.get().await?;
             let hash = accounts::hash_password(&password)
                 .await
@@ -363,7 +363,7 @@ async fn user(command: UserCommand) -> anyhow::Result<()> {
         } => {
             let password = password_or_stdin(password)?;
             accounts::check_password(&password)?;
-            let database = Database::open(&database.database_url, CLI_POOL).await?;
+            let database = Database::open(&database.database_url, CLI_POOL, None).await?;
             let mut conn = database.db.get().await?;
             accounts::set_password(&mut conn, &username, &password)
                 .await

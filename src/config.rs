@@ -40,6 +40,12 @@ pub struct Config {
     #[arg(long, env = "IM_DB_POOL", default_value_t = 16, global = true)]
     pub db_pool: usize,
 
+    /// Seconds one database call may take: the wait for a pooled connection, for a lock (SQLite's
+    /// busy timeout, PostgreSQL's lock_timeout) or for a statement (PostgreSQL's
+    /// statement_timeout cancels it). Past it the request is answered `服务暂时不可用`.
+    #[arg(long, env = "IM_DB_TIMEOUT", default_value_t = 5, global = true)]
+    pub db_timeout_secs: u64,
+
     /// `redis://...`: sessions, presence and the Socket.IO adapter in Redis, for several processes.
     #[arg(long, env = "REDIS_URL", hide_env_values = true, global = true)]
     pub redis_url: Option<String>,
@@ -47,6 +53,11 @@ pub struct Config {
     /// Prefix of every Redis key this server writes, so several deployments can share a Redis.
     #[arg(long, env = "IM_REDIS_PREFIX", default_value = "im:", global = true)]
     pub redis_prefix: String,
+
+    /// Seconds one Redis command (or opening a connection to Redis) may take before the request
+    /// that needs it is answered `服务暂时不可用`. Only with `REDIS_URL`.
+    #[arg(long, env = "IM_REDIS_TIMEOUT", default_value_t = 2, global = true)]
+    pub redis_timeout_secs: u64,
 
     /// Seconds after which a process that stopped beating (it crashed, or lost Redis) no longer
     /// counts its users online; it beats every third of this. Only with `REDIS_URL`.
@@ -195,6 +206,13 @@ pub struct Config {
     /// Seconds a request body has to arrive in full once its head has (an upload included).
     #[arg(long, env = "IM_BODY_TIMEOUT", default_value_t = 60, global = true)]
     pub body_timeout_secs: u64,
+
+    /// Seconds a Socket.IO event's handler may take, all its database and Redis calls together
+    /// (a send includes its wait for the message writer). Past it the client is answered
+    /// `服务暂时不可用`; a send may still be stored, and a retry with the same `clientMsgId`
+    /// then answers the stored message. Set it above IM_DB_TIMEOUT.
+    #[arg(long, env = "IM_EVENT_TIMEOUT", default_value_t = 10, global = true)]
+    pub event_timeout_secs: u64,
 
     /// Seconds a kept-alive connection may wait, idle, for its next request. Above nginx's
     /// upstream `keepalive_timeout` (60 s), so that nginx, not us, closes a pooled connection.
@@ -376,6 +394,18 @@ impl Config {
         Duration::from_secs(self.presence_ttl_secs)
     }
 
+    pub fn db_timeout(&self) -> Duration {
+        Duration::from_secs(self.db_timeout_secs)
+    }
+
+    pub fn redis_timeout(&self) -> Duration {
+        Duration::from_secs(self.redis_timeout_secs)
+    }
+
+    pub fn event_timeout(&self) -> Duration {
+        Duration::from_secs(self.event_timeout_secs)
+    }
+
     pub fn head_timeout(&self) -> Duration {
         Duration::from_secs(self.head_timeout_secs)
     }
@@ -419,6 +449,15 @@ impl Config {
         }
         if !(1..=3600).contains(&self.keepalive_timeout_secs) {
             return Err("IM_KEEPALIVE_TIMEOUT must be 1 to 3600 seconds".into());
+        }
+        for (name, secs) in [
+            ("IM_DB_TIMEOUT", self.db_timeout_secs),
+            ("IM_REDIS_TIMEOUT", self.redis_timeout_secs),
+            ("IM_EVENT_TIMEOUT", self.event_timeout_secs),
+        ] {
+            if !(1..=3600).contains(&secs) {
+                return Err(format!("{name} must be 1 to 3600 seconds"));
+            }
         }
         if self.max_connections_per_ip == 0 {
             return Err("IM_MAX_CONNECTIONS_PER_IP must be at least 1".into());
@@ -497,8 +536,10 @@ impl fmt::Debug for Config {
             .field("bind", &self.bind)
             .field("database_url", &redact_url(&self.database_url))
             .field("db_pool", &self.db_pool)
+            .field("db_timeout_secs", &self.db_timeout_secs)
             .field("redis_url", &self.redis_url.as_deref().map(redact_url))
             .field("redis_prefix", &self.redis_prefix)
+            .field("redis_timeout_secs", &self.redis_timeout_secs)
             .field("presence_ttl_secs", &self.presence_ttl_secs)
             .field("public_dir", &self.public_dir)
             .field("web_dir", &self.web_dir)
@@ -521,6 +562,7 @@ impl fmt::Debug for Config {
             .field("github_api_url", &self.github_api_url)
             .field("head_timeout_secs", &self.head_timeout_secs)
             .field("body_timeout_secs", &self.body_timeout_secs)
+            .field("event_timeout_secs", &self.event_timeout_secs)
             .field("keepalive_timeout_secs", &self.keepalive_timeout_secs)
             .field("max_connections", &self.max_connections)
             .field("max_connections_per_ip", &self.max_connections_per_ip)
@@ -738,6 +780,9 @@ mod tests {
             ("--head-timeout-secs", "0"),
             ("--body-timeout-secs", "0"),
             ("--keepalive-timeout-secs", "0"),
+            ("--db-timeout-secs", "0"),
+            ("--redis-timeout-secs", "0"),
+            ("--event-timeout-secs", "0"),
             ("--max-connections-per-ip", "0"),
         ] {
             let config = Config::try_parse_from(["im-server", flag, value]).unwrap();

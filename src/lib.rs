@@ -12,3 +12,4 @@ pub mod realtime;
 pub mod session;
 pub mod store;
 pub mod time;
+pub mod timeouts;

@@ -103,7 +103,7 @@ pub fn attach(router: Router<Arc<App>>, app: &Arc<App>) -> anyhow::Result<Router
         start_watchers(io, app, &overflow);
         return Ok(router.layer(layer).layer(map_request(detach)));
     };
-    let pubsub = pubsub::PubSub::connect(url)?;
+    let pubsub = pubsub::PubSub::connect(url, app.config.redis_timeout())?;
     pubsub.watch();
     let prefix = format!("{}socket.io", app.config.redis_prefix);
     let adapter = RedisAdapterCtr::new_with_driver(
