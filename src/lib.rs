@@ -11,4 +11,5 @@ pub mod logging;
 pub mod realtime;
 pub mod session;
 pub mod store;
+pub mod telemetry;
 pub mod time;

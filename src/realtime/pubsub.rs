@@ -190,11 +190,15 @@ impl Driver for PubSub {
     type Error = redis::RedisError;
 
     async fn publish(&self, chan: String, val: Vec<u8>) -> Result<(), Self::Error> {
-        redis::cmd("PUBLISH")
+        let published = redis::cmd("PUBLISH")
             .arg(chan)
             .arg(val)
             .query_async::<()>(&mut self.conn.clone())
-            .await
+            .await;
+        if published.is_err() {
+            metrics::counter!(crate::telemetry::REDIS_PUBLISH_ERRORS).increment(1);
+        }
+        published
     }
 
     async fn subscribe(
