@@ -502,3 +502,126 @@ mod with_redis {
     use super::*;
     on_both_backends!(services: redis_is_reported);
 }
+
+/// The binary with only `env` (and `PATH`), in `dir`.
+fn binary(dir: &std::path::Path, env: &[(&str, &str)]) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_im-server"));
+    command.current_dir(dir).env_clear().kill_on_drop(true);
+    if let Some(path) = std::env::var_os("PATH") {
+        command.env("PATH", path);
+    }
+    command.envs(env.iter().copied());
+    command
+}
+
+/// `im-server --version`: `im-server <version> (<commit>)`; returns the commit.
+async fn version_commit(dir: &std::path::Path) -> String {
+    let output = binary(dir, &[])
+        .arg("--version")
+        .output()
+        .await
+        .expect("im-server --version");
+    assert!(output.status.success());
+    let line = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    let prefix = format!("im-server {} (", env!("CARGO_PKG_VERSION"));
+    line.strip_prefix(&prefix)
+        .and_then(|rest| rest.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("--version: {line:?}"))
+        .to_owned()
+}
+
+/// The commit `git` names for this checkout, if this is one and git runs.
+fn git_head() -> Option<String> {
+    let output = std::process::Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()?;
+    output
+        .status
+        .success()
+        .then(|| String::from_utf8_lossy(&output.stdout).trim().to_owned())
+}
+
+/// With `IM_METRICS_BIND`, `/metrics` is served on that port alone and the main port answers
+/// 404 for it; the page's build-info series names what `--version` names.
+#[tokio::test]
+async fn metrics_on_their_own_port_name_the_build() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let commit = version_commit(dir.path()).await;
+    if let Some(head) = git_head() {
+        // Built from this checkout: its HEAD, clean or not.
+        assert!(
+            commit == head || commit == format!("{head}-dirty"),
+            "--version names {commit}, HEAD is {head}"
+        );
+    }
+    let mut child = binary(
+        dir.path(),
+        &[
+            ("IM_LOG_FORMAT", "json"),
+            ("IM_METRICS_BIND", "127.0.0.1:0"),
+            ("IM_ADMIN_PASSWORD", "admin-password"),
+        ],
+    )
+    .args(["serve", "--bind", "127.0.0.1:0"])
+    .stdin(std::process::Stdio::null())
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::inherit())
+    .spawn()
+    .expect("im-server serve");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
+    let summary = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(line) = lines.next_line().await.expect("log line") {
+            if line.contains("im-server serving") {
+                return serde_json::from_str::<Value>(&line).expect("JSON log line");
+            }
+        }
+        panic!("im-server ended before serving");
+    })
+    .await
+    .expect("start-up summary in time");
+    let fields = &summary["fields"];
+    assert_eq!(fields["commit"], commit.as_str(), "{summary}");
+    let main = fields["url"].as_str().expect("url").to_owned();
+    let metrics = fields["metrics"].as_str().expect("metrics url").to_owned();
+    assert!(
+        !metrics.starts_with(&main),
+        "metrics on another port: {metrics}"
+    );
+
+    let on_main = reqwest::get(format!("{main}metrics")).await.expect("GET");
+    assert_eq!(on_main.status(), 404);
+    let page = scrape_url(&metrics).await;
+    assert_eq!(
+        page.get(
+            "im_build_info",
+            &[
+                ("version", env!("CARGO_PKG_VERSION")),
+                ("commit", commit.as_str())
+            ]
+        ),
+        1.0,
+        "{}",
+        page.text
+    );
+    assert_eq!(page.get("im_db_pool_max_size", &[]), 16.0);
+    // Only the page on that port.
+    let home = metrics.replace("/metrics", "/");
+    let other = reqwest::get(home).await.expect("GET");
+    assert_eq!(other.status(), 404);
+    // The main port still serves, and its requests are counted on the other one.
+    let health = reqwest::get(format!("{main}healthz")).await.expect("GET");
+    assert_eq!(health.status(), 200);
+    let page = scrape_url(&metrics).await;
+    assert_eq!(
+        page.get(
+            "im_http_requests_total",
+            &[("route", "/healthz"), ("method", "GET"), ("status", "200")]
+        ),
+        1.0
+    );
+    let _ = child.start_kill();
+    let _ = child.wait().await;
+}
