@@ -206,6 +206,21 @@ async fn polling(server: &TestServer, token: &str) -> (String, String) {
     panic!("no CONNECT answer on long-polling")
 }
 
+/// An Engine.IO 3 long-polling socket (connected to `/` by its handshake); returns its polling
+/// URL.
+async fn v3_polling(server: &TestServer, token: &str) -> String {
+    let base = server.url(&format!(
+        "/socket.io/?EIO=3&transport=polling&token={token}"
+    ));
+    let open = reqwest::get(&base).await.expect("handshake");
+    let open = open.text().await.expect("handshake body");
+    // `<length>:0{...}`, maybe followed by the namespace's `40`.
+    let start = open.find("0{").expect("open packet") + 1;
+    let end = start + open[start..].find('}').expect("end of handshake") + 1;
+    let handshake: Value = serde_json::from_str(&open[start..end]).expect("handshake JSON");
+    format!("{base}&sid={}", handshake["sid"].as_str().expect("sid"))
+}
+
 /// Upgrades the long-polling socket `sid` to WebSocket (Engine.IO 4's probe).
 async fn upgrade(server: &TestServer, token: &str, sid: &str) -> Ws {
     let url = format!(
@@ -359,6 +374,27 @@ async fn traffic_moves_the_counters(backend: Backend) {
         after_upgrade.delta(&before, "im_socket_upgrades_total", &[("engineio", "4")]),
         1.0
     );
+
+    // An Engine.IO 3 client (socket.io-client 2) on long-polling: its handshake connects it to
+    // `/` by itself; its close packet (`1`, framed `1:1`) ends it.
+    let v3_token = token(&server, "member4").await;
+    let v3 = v3_polling(&server, &v3_token).await;
+    let v3_open = scrape_until(&server, "the Engine.IO 3 socket", |page| {
+        sockets_open(page, "3", "polling") == 1.0
+    })
+    .await;
+    let v3_labels = [("engineio", "3"), ("transport", "polling")];
+    assert_eq!(
+        v3_open.delta(&before, "im_socket_opens_total", &v3_labels),
+        1.0
+    );
+    let closing = reqwest::Client::new().post(&v3).body("1:1").send().await;
+    assert!(closing.expect("close packet").status().is_success());
+    scrape_until(&server, "the Engine.IO 3 socket closing", |page| {
+        sockets_open(page, "3", "polling") == 0.0
+            && page.delta(&before, "im_socket_closes_total", &v3_labels) == 1.0
+    })
+    .await;
 
     // Events: a join that passes and one that is refused, MESSAGES messages, one more refused by
     // the socket's rate limit, one history read.
