@@ -152,6 +152,15 @@ fn recorder() -> Option<PrometheusHandle> {
                 }
             };
             describe();
+            // On the page from the start, at 0, so that `rate()` sees their first increase.
+            for name in [
+                MESSAGES_STORED,
+                BATCH_FAILURES,
+                SOCKETS_DROPPED,
+                REDIS_PUBLISH_ERRORS,
+            ] {
+                metrics::counter!(name).absolute(0);
+            }
             gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION"), "commit" => COMMIT).set(1.0);
             let upkeep = handle.clone();
             tokio::spawn(async move {

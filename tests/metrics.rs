@@ -269,6 +269,14 @@ async fn traffic_moves_the_counters(backend: Backend) {
         before.text
     );
 
+    for counter in [
+        "im_messages_stored_total",
+        "im_message_batch_failures_total",
+        "im_sockets_dropped_total",
+    ] {
+        assert!(before.has(counter, &[]), "{counter} from the start");
+    }
+
     // REST: 3 log-ins (2 right, 1 wrong password: the envelope's failure is HTTP 200 too), 3
     // reads of one route with different ids, 2 unknown paths.
     let user = server.client();
