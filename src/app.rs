@@ -49,6 +49,8 @@ pub struct App {
     pub limits: Arc<Limits>,
     /// What start-up did, logged when serving begins.
     pub startup: StartupReport,
+    /// The metrics of `GET /metrics`.
+    pub telemetry: crate::telemetry::Telemetry,
 }
 
 /// What to do to the database before serving.
@@ -213,6 +215,7 @@ impl App {
             presence,
             limits,
             startup: report,
+            telemetry: crate::telemetry::Telemetry::new(),
         }))
     }
 
@@ -224,10 +227,15 @@ impl App {
                 HeaderValue::from_static(value),
             )
         };
-        let router = Router::new()
+        let mut router = Router::new()
             .nest("/api/v1", crate::http::api_router())
             .merge(crate::http::health::router())
-            .merge(crate::http::files::router(self))
+            .merge(crate::http::files::router(self));
+        // On its own port when IM_METRICS_BIND is set, and then not here.
+        if self.config.metrics_bind.is_none() {
+            router = router.merge(crate::http::prometheus::router());
+        }
+        let router = router
             // `/` and every path no route takes: the web clients, or the JSON 404.
             .merge(crate::http::web::router(&self.config))
             .layer(CookieManagerLayer::new())
@@ -238,6 +246,9 @@ impl App {
             .layer(header("x-download-options", "noopen"))
             .layer(axum::middleware::from_fn(
                 crate::http::request_log::log_request,
+            ))
+            .layer(axum::middleware::from_fn(
+                crate::http::prometheus::record_request,
             ));
         let router = crate::realtime::attach(router, self).context("starting Socket.IO")?;
         // Outermost, so that it guards Socket.IO's layer too.
@@ -254,13 +265,49 @@ impl App {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let router = self.router()?;
+        let metrics = match self.config.metrics_bind {
+            Some(addr) => Some(self.serve_metrics(addr).await?),
+            None => None,
+        };
         let descriptors = crate::connections::raise_descriptor_limit();
         let limits = crate::connections::Limits::new(&self.config, descriptors);
+        let metrics_url = match &metrics {
+            Some((addr, _)) => format!("http://{addr}{}", crate::http::prometheus::METRICS_PATH),
+            None => format!(
+                "http://{}{}",
+                listener.local_addr()?,
+                crate::http::prometheus::METRICS_PATH
+            ),
+        };
         self.startup
-            .log(listener.local_addr()?, &self.config, &limits);
-        crate::connections::serve(listener, router, limits, shutdown)
+            .log(listener.local_addr()?, &self.config, &limits, &metrics_url);
+        let served = crate::connections::serve(listener, router, limits, shutdown)
             .await
-            .context("serving HTTP")
+            .context("serving HTTP");
+        if let Some((_, task)) = metrics {
+            task.abort();
+        }
+        served
+    }
+
+    /// Serves `GET /metrics` alone on `addr` (IM_METRICS_BIND) until aborted; returns the
+    /// address it listens on (`:0` picks a port) and its task. Scrapers are few and trusted
+    /// (the operator's network), so this port has none of the main port's connection limits.
+    async fn serve_metrics(
+        self: &Arc<Self>,
+        addr: SocketAddr,
+    ) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr} (IM_METRICS_BIND)"))?;
+        let local = listener.local_addr()?;
+        let router = crate::http::prometheus::router().with_state(self.clone());
+        let task = tokio::spawn(async move {
+            if let Err(error) = axum::serve(listener, router).await {
+                tracing::error!(%error, "the metrics port stopped serving");
+            }
+        });
+        Ok((local, task))
     }
 }
 
@@ -330,7 +377,13 @@ fn write_secret_file(path: &Path, secret: &str) -> std::io::Result<()> {
 impl StartupReport {
     /// The start-up summary: one log event that says where the server serves, on what, and what
     /// start-up did, with the demo log-ins when there are some.
-    fn log(&self, addr: SocketAddr, config: &Config, connections: &crate::connections::Limits) {
+    fn log(
+        &self,
+        addr: SocketAddr,
+        config: &Config,
+        connections: &crate::connections::Limits,
+        metrics: &str,
+    ) {
         let demo = match &self.demo {
             None => "not asked for (--demo or IM_DEMO=1 adds it to an empty database)".to_owned(),
             Some(DemoReport::Created { users }) => {
@@ -371,7 +424,9 @@ impl StartupReport {
         };
         tracing::info!(
             version = env!("CARGO_PKG_VERSION"),
+            commit = crate::telemetry::COMMIT,
             url = %format!("http://{addr}/"),
+            metrics,
             database = %redact_url(&config.database_url),
             backend = ?self.backend,
             migrations_applied = self.migrations_applied,

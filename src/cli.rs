@@ -17,7 +17,7 @@ use crate::logging::{self, Redacting};
 #[derive(Parser)]
 #[command(
     name = "im-server",
-    version,
+    version = crate::telemetry::VERSION,
     about = "A Rust instant-messaging server, wire-compatible with the egg.js IM application",
     propagate_version = true
 )]

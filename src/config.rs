@@ -26,6 +26,11 @@ pub struct Config {
     #[arg(long, env = "IM_BIND", default_value = "127.0.0.1:7001", global = true)]
     pub bind: SocketAddr,
 
+    /// Address of a second port that serves only `GET /metrics` (Prometheus), which the main
+    /// port then no longer serves. Unset: `/metrics` is on the main port.
+    #[arg(long, env = "IM_METRICS_BIND", global = true)]
+    pub metrics_bind: Option<SocketAddr>,
+
     /// `sqlite://path/to/file.db` (embedded, created on first start) or `postgres://...`.
     #[arg(
         long,
@@ -534,6 +539,7 @@ impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Config")
             .field("bind", &self.bind)
+            .field("metrics_bind", &self.metrics_bind)
             .field("database_url", &redact_url(&self.database_url))
             .field("db_pool", &self.db_pool)
             .field("db_timeout_secs", &self.db_timeout_secs)

@@ -11,5 +11,6 @@ pub mod logging;
 pub mod realtime;
 pub mod session;
 pub mod store;
+pub mod telemetry;
 pub mod time;
 pub mod timeouts;

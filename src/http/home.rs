@@ -19,7 +19,7 @@ async fn show_home(headers: HeaderMap) -> Response {
     if wants_json(&headers) {
         return super::envelope::not_found();
     }
-    Html(HOME.replace("{version}", env!("CARGO_PKG_VERSION"))).into_response()
+    Html(HOME.replace("{version}", crate::telemetry::VERSION)).into_response()
 }
 
 /// Whether the client names JSON and not HTML among what it accepts (`*/*` or nothing: a browser
@@ -64,6 +64,8 @@ client at <code>/</code> (and the built admin at <code>/admin/</code>), set
 <li><a href="/healthz"><code>/healthz</code></a>: 200 while the process is up.</li>
 <li><a href="/readyz"><code>/readyz</code></a>: 200 when the database (and Redis, when configured)
 answer, 503 naming what is down.</li>
+<li><code>/metrics</code>: counters and timings in Prometheus' text format (here, or on the port
+of <code>IM_METRICS_BIND</code> when it is set).</li>
 </ul>
 
 <h2>Attaching the clients</h2>

@@ -13,6 +13,7 @@ pub mod groups;
 pub mod health;
 pub mod home;
 pub mod origin;
+pub mod prometheus;
 pub mod request_log;
 pub mod search;
 pub mod upload;

@@ -11,7 +11,8 @@ use socketioxide::adapter::Adapter;
 use socketioxide::extract::{SocketRef, TryData};
 
 use super::auth::{Identity, current_actor};
-use super::{GET_MESSAGES, JOIN, NEW_MESSAGE, Reply, conversation_room, user_room};
+use super::telemetry::timed;
+use super::{GET_MESSAGES, JOIN, NEW_MESSAGE, Outcome, Reply, conversation_room, user_room};
 use crate::app::App;
 use crate::domain::Actor;
 use crate::domain::DomainError;
@@ -75,11 +76,13 @@ pub fn listen<A: Adapter>(
     socket: &SocketRef<A>,
     identity: &Identity,
 ) {
+    // Here rather than in `on_connect`, which runs after the client saw its CONNECT answer.
+    super::telemetry::opened(socket);
     socket.on(JOIN, {
         let app = app.clone();
         move |socket: SocketRef<A>, TryData(payload): TryData<Value>, reply: Reply<A>| {
             let app = app.clone();
-            async move { join_conversation(&app, socket, payload.ok(), reply).await }
+            async move { timed(JOIN, join_conversation(&app, socket, payload.ok(), reply)).await }
         }
     });
     socket.on(NEW_MESSAGE, {
@@ -91,14 +94,26 @@ pub fn listen<A: Adapter>(
               reply: Reply<A>| {
             let app = app.clone();
             let robot = robot.clone();
-            async move { post_message(app, robot, socket, io, payload.ok(), reply).await }
+            async move {
+                timed(
+                    NEW_MESSAGE,
+                    post_message(app, robot, socket, io, payload.ok(), reply),
+                )
+                .await
+            }
         }
     });
     socket.on(GET_MESSAGES, {
         let app = app.clone();
         move |socket: SocketRef<A>, TryData(payload): TryData<Value>, reply: Reply<A>| {
             let app = app.clone();
-            async move { get_messages(&app, socket, payload.ok(), reply).await }
+            async move {
+                timed(
+                    GET_MESSAGES,
+                    get_messages(&app, socket, payload.ok(), reply),
+                )
+                .await
+            }
         }
     });
     socket.on_disconnect({
@@ -110,6 +125,7 @@ pub fn listen<A: Adapter>(
             if let Some(overflow) = socket.extensions.get::<Arc<super::overflow::Overflow>>() {
                 overflow.forget(socket.id);
             }
+            super::telemetry::closed(&socket);
             async move { super::presence::disconnected(&app, &socket, &identity).await }
         }
     });
@@ -145,7 +161,7 @@ async fn join_conversation<A: Adapter>(
     socket: SocketRef<A>,
     payload: Option<Value>,
     reply: Reply<A>,
-) {
+) -> Outcome {
     let joined = limited(app, JOIN, async {
         let actor = current_actor(app, &socket).await?;
         let payload = self::payload(payload)?;
@@ -162,7 +178,7 @@ async fn join_conversation<A: Adapter>(
     match joined {
         Ok(Some(conversation_id)) => {
             socket.join(conversation_room(conversation_id));
-            reply.ok(&serde_json::json!({ "conversationId": conversation_id }));
+            reply.ok(&serde_json::json!({ "conversationId": conversation_id }))
         }
         Ok(None) => {
             reply.ok(&serde_json::json!({ "conversationId": messaging::ROBOT_CONVERSATION }))
@@ -186,7 +202,7 @@ async fn post_message<A: Adapter>(
     io: SocketIo<A>,
     payload: Option<Value>,
     reply: Reply<A>,
-) {
+) -> Outcome {
     // The send runs on a task of its own, which goes on when the client is told that it took
     // too long: once queued, the message may still be stored, and then it must be broadcast
     // like any other (the client's retry finds it stored and is not broadcast again).
@@ -212,7 +228,7 @@ async fn post_message<A: Adapter>(
             tracing::debug!(%error, "message not re-sent");
         }
     }
-    reply.ok(&delivered);
+    reply.ok(&delivered)
 }
 
 /// A send, from the session check to the broadcast of the stored message.
@@ -254,7 +270,7 @@ async fn get_messages<A: Adapter>(
     socket: SocketRef<A>,
     payload: Option<Value>,
     reply: Reply<A>,
-) {
+) -> Outcome {
     let history = limited(app, GET_MESSAGES, async {
         let actor = current_actor(app, &socket).await?;
         let payload = self::payload(payload)?;

@@ -189,16 +189,18 @@ impl Driver for PubSub {
     type Error = redis::RedisError;
 
     async fn publish(&self, chan: String, val: Vec<u8>) -> Result<(), Self::Error> {
-        redis::cmd("PUBLISH")
+        let published = redis::cmd("PUBLISH")
             .arg(chan)
             .arg(val)
             .query_async::<()>(&mut self.conn.clone())
-            .await
-            .inspect_err(|error| {
-                if error.is_timeout() {
-                    crate::timeouts::count(crate::timeouts::Limited::Redis);
-                }
-            })
+            .await;
+        if let Err(error) = &published {
+            metrics::counter!(crate::telemetry::REDIS_PUBLISH_ERRORS).increment(1);
+            if error.is_timeout() {
+                crate::timeouts::count(crate::timeouts::Limited::Redis);
+            }
+        }
+        published
     }
 
     async fn subscribe(

@@ -315,6 +315,14 @@ impl Db {
         }
     }
 
+    /// The pool's connections now (for `/metrics`: read from the pool, not counted by hand).
+    pub fn pool_status(&self) -> ::deadpool::Status {
+        match self {
+            Db::Sqlite(pool) => pool.status(),
+            Db::Postgres(pool) => pool.status(),
+        }
+    }
+
     /// Takes a connection from the pool.
     pub async fn get(&self) -> Result<DbConn, StoreError> {
         Ok(match self {
