@@ -215,7 +215,7 @@ impl App {
             )
         };
         let router = Router::new()
-            .nest("/api/v1", crate::http::api_router())
+            .merge(crate::http::api_router(self)?)
             .merge(crate::http::health::router())
             .merge(crate::http::files::router(self))
             .merge(crate::http::home::router())

@@ -4,16 +4,17 @@
 
 use std::sync::Arc;
 
-use axum::Router;
 use axum::extract::State;
 use axum::response::Redirect;
-use axum::routing::get;
 use serde::Deserialize;
 use tower_cookies::cookie::SameSite;
 use tower_cookies::{Cookie, Cookies};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::envelope::ApiError;
 use super::extract::Params;
+use super::openapi::{Reads, Refusal};
 use crate::app::App;
 use crate::domain::github::{self, PENDING_TTL, Pending};
 
@@ -21,10 +22,10 @@ use crate::domain::github::{self, PENDING_TTL, Pending};
 const PENDING_COOKIE: &str = "IM_GITHUB_OAUTH";
 const CALLBACK_PATH: &str = "/api/v1/passport/github/callback";
 
-pub fn router() -> Router<Arc<App>> {
-    Router::new()
-        .route("/passport/github", get(show_github_authorize))
-        .route("/passport/github/callback", get(show_github_callback))
+pub fn router() -> OpenApiRouter<Arc<App>> {
+    OpenApiRouter::default()
+        .routes(routes!(show_github_authorize))
+        .routes(routes!(show_github_callback))
 }
 
 fn pending_cookie(app: &App, value: String, max_age: std::time::Duration) -> Cookie<'static> {
@@ -42,6 +43,12 @@ fn pending_cookie(app: &App, value: String, max_age: std::time::Duration) -> Coo
         .build()
 }
 
+/// Starts a log-in with GitHub: a redirect to GitHub's authorize page.
+#[utoipa::path(get, path = "/passport/github", tag = "account", security(()),
+    responses(
+        (status = 303, description = "to GitHub, with `state` and a PKCE challenge kept in the \
+         `IM_GITHUB_OAUTH` cookie", headers(("Location" = String, description = "GitHub's authorize page"))),
+        (status = 200, description = "`未配置 GitHub 登录`", body = Refusal)))]
 async fn show_github_authorize(
     State(app): State<Arc<App>>,
     cookies: Cookies,
@@ -55,12 +62,22 @@ async fn show_github_authorize(
     Ok(Redirect::to(&authorization.url))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct CallbackQuery {
     code: Option<String>,
     state: Option<String>,
 }
 
+/// Where GitHub sends the browser back: logs the linked user in and redirects to `/`.
+#[utoipa::path(get, path = "/passport/github/callback", tag = "account", security(()),
+    params(CallbackQuery),
+    responses(
+        (status = 303, description = "logged in: sets the session cookie, redirects to `/`",
+         headers(("Location" = String, description = "`/`"))),
+        (status = 200, description = "`未配置 GitHub 登录`, `GitHub 登录校验失败，请重新登录`, \
+         `GitHub 授权失败`, `不具备登录权限`", body = Refusal),
+        Reads))]
 async fn show_github_callback(
     State(app): State<Arc<App>>,
     cookies: Cookies,

@@ -8,6 +8,7 @@ use diesel::prelude::*;
 use diesel::sql_types::Timestamp;
 use diesel::sqlite::{Sqlite, SqliteType, SqliteValue};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::schema::*;
 
@@ -42,7 +43,7 @@ impl FromSql<Timestamp, Pg> for StoredTime {
     }
 }
 
-#[derive(Debug, Clone, Queryable, Selectable, Identifiable, Serialize)]
+#[derive(Debug, Clone, Queryable, Selectable, Identifiable, Serialize, ToSchema)]
 #[diesel(table_name = users)]
 #[serde(rename_all = "camelCase")]
 pub struct User {
@@ -53,9 +54,11 @@ pub struct User {
     #[serde(skip)]
     pub password: Option<String>,
     #[serde(serialize_with = "crate::time::serialize")]
+    #[schema(value_type = crate::time::WireTime)]
     #[diesel(deserialize_as = StoredTime)]
     pub created_at: NaiveDateTime,
     #[serde(serialize_with = "crate::time::serialize")]
+    #[schema(value_type = crate::time::WireTime)]
     #[diesel(deserialize_as = StoredTime)]
     pub updated_at: NaiveDateTime,
 }
@@ -71,7 +74,7 @@ pub struct NewUser<'a> {
     pub updated_at: NaiveDateTime,
 }
 
-#[derive(Debug, Clone, Queryable, Selectable, Identifiable, Serialize)]
+#[derive(Debug, Clone, Queryable, Selectable, Identifiable, Serialize, ToSchema)]
 #[diesel(table_name = user_infos)]
 #[serde(rename_all = "camelCase")]
 pub struct UserInfo {
@@ -81,9 +84,11 @@ pub struct UserInfo {
     pub photo: String,
     pub sign: Option<String>,
     #[serde(serialize_with = "crate::time::serialize")]
+    #[schema(value_type = crate::time::WireTime)]
     #[diesel(deserialize_as = StoredTime)]
     pub created_at: NaiveDateTime,
     #[serde(serialize_with = "crate::time::serialize")]
+    #[schema(value_type = crate::time::WireTime)]
     #[diesel(deserialize_as = StoredTime)]
     pub updated_at: NaiveDateTime,
 }
@@ -100,7 +105,7 @@ pub struct NewUserInfo<'a> {
 }
 
 /// A role of the RBAC model (docs/protocol.md §3.2 `role`).
-#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Identifiable, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Identifiable, Serialize, ToSchema)]
 #[diesel(table_name = roles)]
 #[serde(rename_all = "camelCase")]
 pub struct Role {
@@ -110,9 +115,11 @@ pub struct Role {
     #[serde(rename = "desc")]
     pub description: String,
     #[serde(serialize_with = "crate::time::serialize")]
+    #[schema(value_type = crate::time::WireTime)]
     #[diesel(deserialize_as = StoredTime)]
     pub created_at: NaiveDateTime,
     #[serde(serialize_with = "crate::time::serialize")]
+    #[schema(value_type = crate::time::WireTime)]
     #[diesel(deserialize_as = StoredTime)]
     pub updated_at: NaiveDateTime,
 }
@@ -128,7 +135,7 @@ pub struct NewRole<'a> {
 }
 
 /// A right of the RBAC model (docs/protocol.md §3.2 `right`).
-#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Identifiable, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Identifiable, Serialize, ToSchema)]
 #[diesel(table_name = rights)]
 #[serde(rename_all = "camelCase")]
 pub struct Right {
@@ -138,9 +145,11 @@ pub struct Right {
     #[serde(rename = "desc")]
     pub description: String,
     #[serde(serialize_with = "crate::time::serialize")]
+    #[schema(value_type = crate::time::WireTime)]
     #[diesel(deserialize_as = StoredTime)]
     pub created_at: NaiveDateTime,
     #[serde(serialize_with = "crate::time::serialize")]
+    #[schema(value_type = crate::time::WireTime)]
     #[diesel(deserialize_as = StoredTime)]
     pub updated_at: NaiveDateTime,
 }
@@ -155,7 +164,7 @@ pub struct NewRight<'a> {
     pub updated_at: NaiveDateTime,
 }
 
-#[derive(Debug, Clone, Queryable, Selectable, Identifiable, Serialize)]
+#[derive(Debug, Clone, Queryable, Selectable, Identifiable, Serialize, ToSchema)]
 #[diesel(table_name = conversations)]
 #[serde(rename_all = "camelCase")]
 pub struct Conversation {
@@ -163,6 +172,7 @@ pub struct Conversation {
     #[serde(rename = "type")]
     pub kind: String,
     #[serde(serialize_with = "crate::time::serialize")]
+    #[schema(value_type = crate::time::WireTime)]
     #[diesel(deserialize_as = StoredTime)]
     pub active_time: NaiveDateTime,
     pub active: bool,
@@ -170,9 +180,11 @@ pub struct Conversation {
     #[serde(skip)]
     pub last_seq: i64,
     #[serde(serialize_with = "crate::time::serialize")]
+    #[schema(value_type = crate::time::WireTime)]
     #[diesel(deserialize_as = StoredTime)]
     pub created_at: NaiveDateTime,
     #[serde(serialize_with = "crate::time::serialize")]
+    #[schema(value_type = crate::time::WireTime)]
     #[diesel(deserialize_as = StoredTime)]
     pub updated_at: NaiveDateTime,
 }
@@ -187,7 +199,7 @@ pub struct NewConversation<'a> {
     pub updated_at: NaiveDateTime,
 }
 
-#[derive(Debug, Clone, Queryable, Selectable, Identifiable, Serialize)]
+#[derive(Debug, Clone, Queryable, Selectable, Identifiable, Serialize, ToSchema)]
 #[diesel(table_name = groups)]
 #[serde(rename_all = "camelCase")]
 pub struct Group {
@@ -200,9 +212,11 @@ pub struct Group {
     pub owner_id: i32,
     pub conversation_id: i32,
     #[serde(serialize_with = "crate::time::serialize")]
+    #[schema(value_type = crate::time::WireTime)]
     #[diesel(deserialize_as = StoredTime)]
     pub created_at: NaiveDateTime,
     #[serde(serialize_with = "crate::time::serialize")]
+    #[schema(value_type = crate::time::WireTime)]
     #[diesel(deserialize_as = StoredTime)]
     pub updated_at: NaiveDateTime,
 }
@@ -219,7 +233,7 @@ pub struct NewGroup<'a> {
     pub updated_at: NaiveDateTime,
 }
 
-#[derive(Debug, Clone, Queryable, Selectable, Identifiable, Serialize)]
+#[derive(Debug, Clone, Queryable, Selectable, Identifiable, Serialize, ToSchema)]
 #[diesel(table_name = friends)]
 #[serde(rename_all = "camelCase")]
 pub struct Friend {
@@ -228,9 +242,11 @@ pub struct Friend {
     pub friend_id: i32,
     pub conversation_id: i32,
     #[serde(serialize_with = "crate::time::serialize")]
+    #[schema(value_type = crate::time::WireTime)]
     #[diesel(deserialize_as = StoredTime)]
     pub created_at: NaiveDateTime,
     #[serde(serialize_with = "crate::time::serialize")]
+    #[schema(value_type = crate::time::WireTime)]
     #[diesel(deserialize_as = StoredTime)]
     pub updated_at: NaiveDateTime,
 }
@@ -245,7 +261,7 @@ pub struct NewFriend {
     pub updated_at: NaiveDateTime,
 }
 
-#[derive(Debug, Clone, Queryable, Selectable, Identifiable, Serialize)]
+#[derive(Debug, Clone, Queryable, Selectable, Identifiable, Serialize, ToSchema)]
 #[diesel(table_name = applies)]
 #[serde(rename_all = "camelCase")]
 pub struct Apply {
@@ -257,9 +273,11 @@ pub struct Apply {
     pub user_id: i32,
     pub has_handled: bool,
     #[serde(serialize_with = "crate::time::serialize")]
+    #[schema(value_type = crate::time::WireTime)]
     #[diesel(deserialize_as = StoredTime)]
     pub created_at: NaiveDateTime,
     #[serde(serialize_with = "crate::time::serialize")]
+    #[schema(value_type = crate::time::WireTime)]
     #[diesel(deserialize_as = StoredTime)]
     pub updated_at: NaiveDateTime,
 }
