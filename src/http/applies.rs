@@ -31,6 +31,7 @@ async fn list_applies(State(app): State<Arc<App>>, actor: Actor) -> ApiResult<Ap
 struct ApplyBody {
     /// `user` (befriend user `toId`) or `group` (join group `toId`).
     #[serde(rename = "type")]
+    #[schema(pattern = "^(user|group)$")]
     kind: String,
     to_id: i32,
 }

@@ -27,9 +27,18 @@ pub fn router() -> OpenApiRouter<Arc<App>> {
 
 #[derive(Deserialize, utoipa::ToSchema)]
 struct Credentials {
-    /// Sign-up: 4 to 64 characters under the rules of docs/protocol.md §4.1.
     username: String,
-    /// Sign-up: 6 to 128 characters.
+    password: String,
+}
+
+/// What sign-up reads: [`Credentials`], under the rules of docs/protocol.md §4.1.
+#[derive(Deserialize, utoipa::ToSchema)]
+struct NewAccount {
+    /// 4 to 64 characters once NFKC-normalised and trimmed; no control, invisible or bidi
+    /// characters; Latin, Greek and Cyrillic letters not mixed.
+    #[schema(min_length = 4, max_length = 64)]
+    username: String,
+    #[schema(min_length = 6, max_length = 128)]
     password: String,
 }
 
@@ -63,7 +72,7 @@ pub(super) async fn start_session(app: &App, cookies: &Cookies, identity: &Ident
 ///
 /// Sets the session cookie, and ends the session the browser's cookie named before.
 #[utoipa::path(post, path = "/signup", tag = "account", security(()),
-    request_body = Credentials,
+    request_body = NewAccount,
     responses(
         (status = 200, description = "the identity, with `token`; or `参数校验失败`, `用户名重复`",
          body = Answer<Identity>),
@@ -72,7 +81,7 @@ async fn create_signup(
     State(app): State<Arc<App>>,
     ClientIp(client): ClientIp,
     cookies: Cookies,
-    Body(body): Body<Credentials>,
+    Body(body): Body<NewAccount>,
 ) -> ApiResult<Identity> {
     let identity = accounts::signup(&app, &body.username, &body.password, client).await?;
     start_session(&app, &cookies, &identity).await;

@@ -21,6 +21,8 @@ pub fn router() -> OpenApiRouter<Arc<App>> {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct SearchBody {
+    /// Trimmed; at most 64 characters.
+    #[schema(max_length = 64)]
     search_value: String,
 }
 

@@ -39,8 +39,15 @@ async fn show_user_info(
 struct ProfileBody {
     /// The userInfo's id; the path's `:id` when absent.
     id: Option<i32>,
+    /// 1 to 32 characters once trimmed, no control, invisible or bidi characters.
+    #[schema(max_length = 32)]
     nickname: Option<String>,
+    /// A default avatar, an upload of the profile's owner (or of the acting admin), or the
+    /// owner's GitHub avatar.
+    #[schema(max_length = 1024, examples("/public/images/head1.png"))]
     photo: Option<String>,
+    /// At most 100 characters, no control, invisible or bidi characters.
+    #[schema(max_length = 100)]
     sign: Option<String>,
 }
 

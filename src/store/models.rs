@@ -48,6 +48,7 @@ impl FromSql<Timestamp, Pg> for StoredTime {
 #[serde(rename_all = "camelCase")]
 pub struct User {
     pub id: i32,
+    #[schema(pattern = "^(local|github)$")]
     pub provider: String,
     pub username: String,
     /// Never leaves the server.
@@ -170,6 +171,7 @@ pub struct NewRight<'a> {
 pub struct Conversation {
     pub id: i32,
     #[serde(rename = "type")]
+    #[schema(pattern = "^(chat|groupchat)$")]
     pub kind: String,
     #[serde(serialize_with = "crate::time::serialize")]
     #[schema(value_type = crate::time::WireTime)]
@@ -267,6 +269,7 @@ pub struct NewFriend {
 pub struct Apply {
     pub id: i32,
     #[serde(rename = "type")]
+    #[schema(pattern = "^(user|group)$")]
     pub kind: String,
     pub from_id: i32,
     pub to_id: i32,

@@ -28,9 +28,12 @@ pub fn router() -> OpenApiRouter<Arc<App>> {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct RightBody {
+    #[schema(min_length = 1, max_length = 64)]
     name: String,
+    #[schema(min_length = 1, max_length = 64)]
     key_name: String,
     #[serde(default)]
+    #[schema(max_length = 255)]
     desc: String,
 }
 

@@ -62,17 +62,27 @@ struct MuteBody {
 
 #[derive(Deserialize, utoipa::ToSchema)]
 struct CreateBody {
+    /// Under the rules of a sign-up's (docs/protocol.md §4.1).
+    #[schema(min_length = 4, max_length = 64)]
     username: String,
+    #[schema(min_length = 6, max_length = 128)]
     password: String,
+    /// A default avatar or a file the admin uploaded; blank: a default one.
+    #[schema(max_length = 1024, examples("/public/images/head2.png"))]
     avatar: Option<String>,
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
 struct UpdateBody {
     id: i32,
+    #[schema(max_length = 32)]
     nickname: Option<String>,
+    #[schema(max_length = 1024, examples("/public/images/head3.png"))]
     photo: Option<String>,
+    #[schema(max_length = 100)]
     sign: Option<String>,
+    /// A new password ends every session of the user.
+    #[schema(min_length = 6, max_length = 128)]
     password: Option<String>,
 }
 
