@@ -7,9 +7,12 @@
 # Usage: tests/schemathesis/run.sh            (builds the debug binary if needed)
 #        IM_SERVER_BIN=path/to/im-server tests/schemathesis/run.sh
 #        IM_FUZZ_EXAMPLES=100 tests/schemathesis/run.sh   (more cases per operation)
+#        IM_FUZZ_REPORT_DIR=dir tests/schemathesis/run.sh  (keep JUnit and HAR reports there)
+#        IM_FUZZ_DATABASE_URL=postgres://.../empty_db tests/schemathesis/run.sh   (another database;
+#          it must be empty, the demo data only goes into an empty one)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-HERE=tests/schemathesis
+HERE="$PWD/tests/schemathesis"
 
 SCHEMATHESIS_VERSION=4.32.5
 VENV="$HOME/.cache/im-server/schemathesis-$SCHEMATHESIS_VERSION"
@@ -46,7 +49,7 @@ BASE="http://127.0.0.1:$PORT"
 # would otherwise measure nothing but 429s. (The upload allowance keeps its default: the fuzzer
 # sends far less than 64 MiB.) The 429 answers are tested in tests/rate_limits.rs.
 step "starting the server on $BASE (log: $WORK/server.log)"
-DATABASE_URL="sqlite://$WORK/im.db" \
+DATABASE_URL="${IM_FUZZ_DATABASE_URL:-sqlite://$WORK/im.db}" \
 IM_BIND="127.0.0.1:$PORT" \
 IM_PUBLIC_DIR="$WORK/public" \
 IM_GENERATED_PASSWORD_FILE="$WORK/admin-password.txt" \
@@ -74,7 +77,13 @@ fuzz() {
   session="$(session_of "$identity")"
   [ -n "$session" ] || { echo "could not log in as $identity" >&2; exit 1; }
   step "as $identity"
-  IM_FUZZ_SESSION="$session" PYTHONPATH="$HERE" SCHEMATHESIS_HOOKS=hooks \
+  local reports=()
+  if [ -n "${IM_FUZZ_REPORT_DIR:-}" ]; then
+    reports=(--report junit,har --report-dir "$(realpath -m "$IM_FUZZ_REPORT_DIR")/$identity")
+  fi
+  local status=0
+  # From the scratch folder: schemathesis keeps a cache (.schemathesis/) where it runs.
+  (cd "$WORK" && IM_FUZZ_SESSION="$session" PYTHONPATH="$HERE" SCHEMATHESIS_HOOKS=hooks \
     timeout --signal=INT "$RUN_TIMEOUT" \
     "$VENV/bin/schemathesis" --config-file "$HERE/schemathesis.toml" --no-color run "$BASE/api/openapi.json" \
       --checks not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance \
@@ -84,13 +93,22 @@ fuzz() {
       --workers 2 \
       --generation-database none \
       --suppress-health-check all \
-      --report "${IM_FUZZ_REPORTS:-junit}" --report-dir "${IM_FUZZ_REPORT_DIR:-$WORK}/report-$identity" \
-      "$@"
+      ${reports[@]+"${reports[@]}"} \
+      "$@") || status=$?
+  if [ "$status" -ne 0 ]; then
+    [ "$status" -eq 124 ] && echo "schemathesis did not finish within ${RUN_TIMEOUT} s" >&2
+    # A 5xx's cause is in the server's log, never in its answer.
+    echo "---- the server's log (last 40 lines) ----" >&2
+    tail -n 40 "$WORK/server.log" >&2
+    exit "$status"
+  fi
 }
 
 # `user` first: the admin's run may ban, mute, re-role or delete every other account, `user`
-# included. Log-out ends the fuzzer's session, so each identity fuzzes it last, on its own.
+# included (and tests/schemathesis/hooks.py keeps it from ending its own session). Log-out ends
+# the fuzzer's session, so it is fuzzed last, on its own, as `admin`, the one account the runs
+# cannot take away.
 fuzz user --exclude-path /api/v1/logout
 fuzz admin --exclude-path /api/v1/logout
-fuzz user --include-path /api/v1/logout
+fuzz admin --include-path /api/v1/logout
 step "no findings"
