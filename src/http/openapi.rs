@@ -146,15 +146,16 @@ impl ToSchema for UploadForm {}
 // ---- answers every route of a kind may give, besides its own 200 ----
 
 fn refusal(description: &str) -> RefOr<ApiResponse> {
-    ResponseBuilder::new()
-        .description(description)
-        .content(
-            "application/json",
-            ContentBuilder::new()
-                .schema(Some(Ref::from_schema_name(Refusal::name())))
-                .build(),
-        )
-        .into()
+    refusal_builder(description).into()
+}
+
+fn refusal_builder(description: &str) -> ResponseBuilder {
+    ResponseBuilder::new().description(description).content(
+        "application/json",
+        ContentBuilder::new()
+            .schema(Some(Ref::from_schema_name(Refusal::name())))
+            .build(),
+    )
 }
 
 const ORIGIN_403: &str = "`请求来源不被允许`: the request carries an `Origin` header of another site (docs/protocol.md §1.6)";
@@ -190,23 +191,21 @@ fn with(
 
 /// 429 with `Retry-After`: docs/protocol.md §1.8.
 fn too_many() -> RefOr<ApiResponse> {
-    let RefOr::T(mut response) = refusal(
-        "`操作过于频繁，请稍后再试`: too many attempts lately; `Retry-After` says how many seconds \
-         to wait",
-    ) else {
-        unreachable!("refusal() builds a response, not a reference")
-    };
     let seconds = ObjectBuilder::new()
         .schema_type(Type::Integer)
         .minimum(Some(1));
-    response.headers.insert(
-        "Retry-After".to_owned(),
+    refusal_builder(
+        "`操作过于频繁，请稍后再试`: too many attempts lately; `Retry-After` says how many seconds \
+         to wait",
+    )
+    .header(
+        "Retry-After",
         HeaderBuilder::new()
             .schema(seconds)
             .description(Some("whole seconds, at least 1"))
             .build(),
-    );
-    RefOr::T(response)
+    )
+    .into()
 }
 
 /// A route that reads: the faults only.
