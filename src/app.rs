@@ -228,7 +228,7 @@ impl App {
             )
         };
         let mut router = Router::new()
-            .nest("/api/v1", crate::http::api_router())
+            .merge(crate::http::api_router(self)?)
             .merge(crate::http::health::router())
             .merge(crate::http::files::router(self));
         // On its own port when IM_METRICS_BIND is set, and then not here.

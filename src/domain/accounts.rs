@@ -17,7 +17,7 @@ use super::rbac::{right, role};
 use super::{Actor, DomainError, names};
 
 /// What log-in, sign-up and `currentUser` answer: the user's profile, rights and roles.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Identity {
     pub user_info: Option<UserInfo>,

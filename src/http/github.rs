@@ -6,19 +6,20 @@
 
 use std::sync::Arc;
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::header::LOCATION;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::get;
 use oauth2::url::form_urlencoded;
 use serde::Deserialize;
 use tower_cookies::cookie::SameSite;
 use tower_cookies::{Cookie, Cookies};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::envelope::ApiError;
 use super::extract::Params;
+use super::openapi::Reads;
 use crate::app::App;
 use crate::domain::DomainError;
 use crate::domain::accounts::NO_LOGIN_RIGHT;
@@ -28,10 +29,10 @@ use crate::domain::github::{self, Callback, PENDING_TTL, Pending};
 const PENDING_COOKIE: &str = "IM_GITHUB_OAUTH";
 const CALLBACK_PATH: &str = "/api/v1/passport/github/callback";
 
-pub fn router() -> Router<Arc<App>> {
-    Router::new()
-        .route("/passport/github", get(show_github_authorize))
-        .route("/passport/github/callback", get(show_github_callback))
+pub fn router() -> OpenApiRouter<Arc<App>> {
+    OpenApiRouter::default()
+        .routes(routes!(show_github_authorize))
+        .routes(routes!(show_github_callback))
 }
 
 fn pending_cookie(app: &App, value: String, max_age: std::time::Duration) -> Cookie<'static> {
@@ -49,6 +50,13 @@ fn pending_cookie(app: &App, value: String, max_age: std::time::Duration) -> Coo
         .build()
 }
 
+/// Starts a log-in with GitHub: a redirect to GitHub's authorize page.
+#[utoipa::path(get, path = "/passport/github", tag = "account", security(()),
+    responses(
+        (status = 303, description = "to GitHub, with `state` and a PKCE challenge kept in the \
+         `IM_GITHUB_OAUTH` cookie; when GitHub log-in is not configured, to the log-in page \
+         (`IM_GITHUB_FAILURE_URL`) with `error=not_configured` and `message` in its query",
+         headers(("Location" = String, description = "GitHub's authorize page, or the log-in page")))))]
 async fn show_github_authorize(State(app): State<Arc<App>>, cookies: Cookies) -> Response {
     let authorization = match github::authorize(&app) {
         Ok(authorization) => authorization,
@@ -62,7 +70,8 @@ async fn show_github_authorize(State(app): State<Arc<App>>, cookies: Cookies) ->
     Redirect::to(&authorization.url).into_response()
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct CallbackQuery {
     code: Option<String>,
     state: Option<String>,
@@ -70,6 +79,17 @@ struct CallbackQuery {
     error: Option<String>,
 }
 
+/// Where GitHub sends the browser back: logs the linked user in and redirects to `/`, or to the
+/// log-in page with the reason.
+#[utoipa::path(get, path = "/passport/github/callback", tag = "account", security(()),
+    params(CallbackQuery),
+    responses(
+        (status = 303, description = "logged in: sets the session cookie, redirects to `/`; \
+         refused: redirects to the log-in page (`IM_GITHUB_FAILURE_URL`) with `error` \
+         (`not_configured`, `bad_state`, `access_denied`, `github_refused`, `not_permitted`, \
+         `unavailable`, `failed`) and `message` in its query",
+         headers(("Location" = String, description = "`/`, or the log-in page"))),
+        Reads))]
 async fn show_github_callback(
     State(app): State<Arc<App>>,
     cookies: Cookies,
