@@ -494,6 +494,12 @@ async fn denied_access_sends_the_browser_back_to_log_in(backend: Backend) {
     // A forged "denied" answer is first of all a foreign state.
     let response = callback(&server, &browser, "?error=access_denied&state=forged").await;
     assert_back_to_log_in(&response, "/login", "bad_state", BAD_STATE);
+    // A query that cannot be read (NUL) is a failed log-in too, and uses up the pending one.
+    let (state, _) = start_login(&server, &mock, &browser).await;
+    let response = callback(&server, &browser, &format!("?code=%00&state={state}")).await;
+    assert_back_to_log_in(&response, "/login", "failed", "参数校验失败");
+    let response = callback(&server, &browser, &format!("?code=any&state={state}")).await;
+    assert_back_to_log_in(&response, "/login", "bad_state", BAD_STATE);
     assert_eq!(mock.token_requests(), 0);
     assert_refused(&current_user(&server, &browser).await, "1", "请登录");
 }

@@ -93,7 +93,7 @@ struct CallbackQuery {
 async fn show_github_callback(
     State(app): State<Arc<App>>,
     cookies: Cookies,
-    Params(query): Params<CallbackQuery>,
+    query: Result<Params<CallbackQuery>, ApiError>,
 ) -> Response {
     let pending = cookies
         .get(PENDING_COOKIE)
@@ -104,6 +104,11 @@ async fn show_github_callback(
         String::new(),
         std::time::Duration::ZERO,
     ));
+    // A query that cannot be read is a failed log-in like any other: back to the log-in page.
+    let query = match query {
+        Ok(Params(query)) => query,
+        Err(ApiError(error)) => return to_login_page(&app, error),
+    };
     let callback = Callback {
         code: query.code.as_deref(),
         state: query.state.as_deref(),
