@@ -225,7 +225,13 @@ impl App {
             )
         };
         let router = Router::new()
-            .nest("/api/v1", crate::http::api_router())
+            .nest(
+                "/api/v1",
+                crate::http::api_router().layer(from_fn_with_state(
+                    self.config.request_timeout(),
+                    crate::http::time_limit::limit_request,
+                )),
+            )
             .merge(crate::http::health::router())
             .merge(crate::http::files::router(self))
             // `/` and every path no route takes: the web clients, or the JSON 404.

@@ -15,6 +15,7 @@ pub mod home;
 pub mod origin;
 pub mod request_log;
 pub mod search;
+pub mod time_limit;
 pub mod upload;
 pub mod userinfo;
 pub mod web;
