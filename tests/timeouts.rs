@@ -391,8 +391,7 @@ async fn a_postgres_frozen_mid_statement_is_answered_at_the_request_limit() {
         let client = client.clone();
         async move { touch_chat(&client).await }
     });
-    // Its statement reaches the server and waits there for the lock.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    waiting_on_a_lock(&server).await;
     let frozen = pg.freeze();
     let (took, status, reply) = running.await.expect("the call's task");
     assert_eq!(status, 503, "{reply}");
@@ -427,6 +426,26 @@ async fn a_postgres_frozen_mid_statement_is_answered_at_the_request_limit() {
         (200, &json!("0")),
         "{reply}"
     );
+}
+
+/// Returns once a statement of the server's waits on a lock in the test's PostgreSQL database.
+async fn waiting_on_a_lock(server: &TestServer) {
+    let mut observer = AsyncPgConnection::establish(&server.database_url)
+        .await
+        .expect("database reachable");
+    let deadline = Instant::now() + WAIT;
+    while observer
+        .batch_execute(
+            "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_stat_activity \
+             WHERE wait_event_type = 'Lock' AND datname = current_database()) \
+             THEN RAISE EXCEPTION 'nobody waits'; END IF; END $$",
+        )
+        .await
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "the call's statement never ran");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// A slow but honest upload (a phone on a poor link) takes longer than IM_REQUEST_TIMEOUT to
