@@ -219,6 +219,13 @@ pub struct Config {
     #[arg(long, env = "IM_EVENT_TIMEOUT", default_value_t = 10, global = true)]
     pub event_timeout_secs: u64,
 
+    /// Seconds a REST call under `/api/v1` may take, its database, Redis and other calls
+    /// together; the time it waits for the client's body does not count (IM_BODY_TIMEOUT bounds
+    /// that). Past it the call is answered 503 `服务暂时不可用`, and what it had begun goes on to
+    /// its end. Set it above IM_DB_TIMEOUT.
+    #[arg(long, env = "IM_REQUEST_TIMEOUT", default_value_t = 10, global = true)]
+    pub request_timeout_secs: u64,
+
     /// Seconds a kept-alive connection may wait, idle, for its next request. Above nginx's
     /// upstream `keepalive_timeout` (60 s), so that nginx, not us, closes a pooled connection.
     #[arg(
@@ -411,6 +418,10 @@ impl Config {
         Duration::from_secs(self.event_timeout_secs)
     }
 
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(self.request_timeout_secs)
+    }
+
     pub fn head_timeout(&self) -> Duration {
         Duration::from_secs(self.head_timeout_secs)
     }
@@ -459,6 +470,7 @@ impl Config {
             ("IM_DB_TIMEOUT", self.db_timeout_secs),
             ("IM_REDIS_TIMEOUT", self.redis_timeout_secs),
             ("IM_EVENT_TIMEOUT", self.event_timeout_secs),
+            ("IM_REQUEST_TIMEOUT", self.request_timeout_secs),
         ] {
             if !(1..=3600).contains(&secs) {
                 return Err(format!("{name} must be 1 to 3600 seconds"));
@@ -569,6 +581,7 @@ impl fmt::Debug for Config {
             .field("head_timeout_secs", &self.head_timeout_secs)
             .field("body_timeout_secs", &self.body_timeout_secs)
             .field("event_timeout_secs", &self.event_timeout_secs)
+            .field("request_timeout_secs", &self.request_timeout_secs)
             .field("keepalive_timeout_secs", &self.keepalive_timeout_secs)
             .field("max_connections", &self.max_connections)
             .field("max_connections_per_ip", &self.max_connections_per_ip)
@@ -789,6 +802,8 @@ mod tests {
             ("--db-timeout-secs", "0"),
             ("--redis-timeout-secs", "0"),
             ("--event-timeout-secs", "0"),
+            ("--request-timeout-secs", "0"),
+            ("--request-timeout-secs", "3601"),
             ("--max-connections-per-ip", "0"),
         ] {
             let config = Config::try_parse_from(["im-server", flag, value]).unwrap();

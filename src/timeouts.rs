@@ -4,8 +4,8 @@
 //! sees a stalled database or Redis in the metrics as well as in the warnings the transports log.
 //!
 //! Each limit is enforced where the call is made (the database's own statement and busy
-//! timeouts, the Redis client's response timeout, a timer around an event's handler); this
-//! module only names them and counts what ran out.
+//! timeouts, the Redis client's response timeout, a timer around an event's handler or a REST
+//! call's); this module only names them and counts what ran out.
 
 use std::future::Future;
 use std::time::Duration;
@@ -19,6 +19,8 @@ pub enum Limited {
     Redis,
     /// A Socket.IO event's handler, all its calls together.
     Event,
+    /// A REST call's handler, all its calls together (not its wait for the client's body).
+    Request,
 }
 
 impl Limited {
@@ -27,6 +29,7 @@ impl Limited {
             Limited::Database => "database",
             Limited::Redis => "redis",
             Limited::Event => "event",
+            Limited::Request => "request",
         }
     }
 }

@@ -5,6 +5,10 @@
 //! time (IM_EVENT_TIMEOUT) while its batch waited is stored all the same, delivered to the room
 //! once, and its retry with the same `clientMsgId` answers that message: one row.
 //!
+//! A PostgreSQL frozen (SIGSTOP) while a REST call's statement runs on it acts on none of its
+//! own timeouts: the call is answered at IM_REQUEST_TIMEOUT, which does not count the time a
+//! slow client takes to send its body.
+//!
 //! "Prompt" is [`PROMPT`]: the 1 s limit plus room for a loaded machine, well under what the
 //! same stalls cost without the limits (SQLite's 5 s busy timeout; PostgreSQL and Redis: until
 //! the stall ends).
@@ -13,13 +17,14 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::cluster::PrivateRedis;
+use common::cluster::{PrivatePostgres, PrivateRedis};
 use common::{Backend, Client, TestServer, next_starting_with, unique_prefix};
 use diesel::connection::SimpleConnection;
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
 use futures_util::SinkExt;
 use im_server::app::Startup;
 use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 const UNAVAILABLE: &str = "服务暂时不可用，请稍后再试";
@@ -320,4 +325,183 @@ async fn a_frozen_redis_is_unavailable_at_once_then_recovers() {
     }
     let (_, ack) = send(&mut socket, "after the thaw", None).await;
     assert_eq!(ack["body"]["msg"], "after the thaw", "{ack}");
+}
+
+/// The warnings the servers of this test binary logged, kept from the first call on.
+fn warnings() -> String {
+    use std::sync::{Arc, Mutex, OnceLock};
+
+    #[derive(Clone, Default)]
+    struct Kept(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Kept {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("log buffer").extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    static KEPT: OnceLock<Kept> = OnceLock::new();
+    let kept = KEPT.get_or_init(|| {
+        let kept = Kept::default();
+        let writer = kept.clone();
+        tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::WARN)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .try_init()
+            .expect("the only subscriber of this test binary");
+        kept
+    });
+    String::from_utf8_lossy(&kept.0.lock().expect("log buffer")).into_owned()
+}
+
+/// A PostgreSQL frozen (SIGSTOP, as by a hung disk) while a REST call's statement runs on it:
+/// the statement waits on a table lock, so it is surely running when the server stops, and the
+/// frozen server cancels nothing (its statement_timeout is its own). The call is answered at
+/// IM_REQUEST_TIMEOUT, and so is one made while frozen; a warning names the route; once the
+/// server runs again, everything is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    im_skip_services,
+    ignore = "needs PostgreSQL's server binaries: IM_TEST_SKIP_SERVICES is set"
+)]
+async fn a_postgres_frozen_mid_statement_is_answered_at_the_request_limit() {
+    warnings();
+    let pg = PrivatePostgres::start();
+    let server = TestServer::start_with(
+        Backend::Postgres(pg.url()),
+        Startup { demo: true },
+        |config| {
+            config.request_timeout_secs = 1;
+        },
+    )
+    .await;
+    let (client, _) = logged_in(&server, "user").await;
+    let (_, status, reply) = touch_chat(&client).await;
+    assert_eq!(
+        (status, &reply["statusCode"]),
+        (200, &json!("0")),
+        "{reply}"
+    );
+
+    let lock = Lock::take(&server, "conversations").await;
+    let running = tokio::spawn({
+        let client = client.clone();
+        async move { touch_chat(&client).await }
+    });
+    waiting_on_a_lock(&server).await;
+    let frozen = pg.freeze();
+    let (took, status, reply) = running.await.expect("the call's task");
+    assert_eq!(status, 503, "{reply}");
+    common::assert_refused(&reply, "1", UNAVAILABLE);
+    assert_prompt(took, "a REST call whose statement was running");
+    let (took, status, reply) = timed(client.http.get(server.url("/api/v1/conversations"))).await;
+    assert_eq!(status, 503, "{reply}");
+    common::assert_refused(&reply, "1", UNAVAILABLE);
+    assert_prompt(took, "a REST call made while frozen");
+    let logged = warnings();
+    assert!(
+        logged.contains("PUT /api/v1/conversations/active timed out")
+            && logged.contains("IM_REQUEST_TIMEOUT (1 s)"),
+        "no warning naming the route: {logged}"
+    );
+
+    drop(frozen);
+    lock.release().await;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (_, status, reply) = touch_chat(&client).await;
+        if status == 200 {
+            assert_eq!(reply["statusCode"], "0", "{reply}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no recovery: {reply}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (_, status, reply) = timed(client.http.get(server.url("/api/v1/conversations"))).await;
+    assert_eq!(
+        (status, &reply["statusCode"]),
+        (200, &json!("0")),
+        "{reply}"
+    );
+}
+
+/// Returns once a statement of the server's waits on a lock in the test's PostgreSQL database.
+async fn waiting_on_a_lock(server: &TestServer) {
+    let mut observer = AsyncPgConnection::establish(&server.database_url)
+        .await
+        .expect("database reachable");
+    let deadline = Instant::now() + WAIT;
+    while observer
+        .batch_execute(
+            "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_stat_activity \
+             WHERE wait_event_type = 'Lock' AND datname = current_database()) \
+             THEN RAISE EXCEPTION 'nobody waits'; END IF; END $$",
+        )
+        .await
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "the call's statement never ran");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A slow but honest upload (a phone on a poor link) takes longer than IM_REQUEST_TIMEOUT to
+/// send its body: the time spent waiting for the body is IM_BODY_TIMEOUT's to bound, so the
+/// upload is stored, not cut.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_upload_is_not_cut_by_the_request_limit() {
+    const PIECES: usize = 10;
+    const PAUSE: Duration = Duration::from_millis(250);
+    let server = TestServer::start_with(Backend::Sqlite, Startup { demo: true }, |config| {
+        config.request_timeout_secs = 1;
+    })
+    .await;
+    let (_, token) = logged_in(&server, "user").await;
+    let boundary = "----im-slow-upload";
+    let mut body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"photo.png\"; \
+         filename=\"photo.png\"\r\nContent-Type: image/png\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01\0\0\0\x01\x08\x02\0\0\0");
+    body.extend(std::iter::repeat_n(0u8, 200 * 1024));
+    body.extend(format!("\r\n--{boundary}--\r\n").into_bytes());
+    let head = format!(
+        "POST /api/v1/upload HTTP/1.1\r\nHost: localhost\r\ntoken: {token}\r\n\
+         Content-Type: multipart/form-data; boundary={boundary}\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let address = server.base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(address)
+        .await
+        .expect("connect");
+    let started = Instant::now();
+    stream.write_all(head.as_bytes()).await.expect("head sent");
+    for piece in body.chunks(body.len().div_ceil(PIECES)) {
+        tokio::time::sleep(PAUSE).await;
+        stream.write_all(piece).await.expect("body sent");
+    }
+    let mut answer = Vec::new();
+    tokio::time::timeout(WAIT, stream.read_to_end(&mut answer))
+        .await
+        .expect("an answer in time")
+        .expect("an answer");
+    let took = started.elapsed();
+    eprintln!("a slow upload: answered after {took:?}");
+    assert!(took > 2 * Duration::from_secs(1), "sent too fast: {took:?}");
+    let answer = String::from_utf8_lossy(&answer);
+    let (status_line, rest) = answer.split_once("\r\n").expect("a status line");
+    assert!(status_line.starts_with("HTTP/1.1 200"), "{answer}");
+    let json = rest.split_once("\r\n\r\n").expect("a body").1;
+    let reply: Value = serde_json::from_str(json).expect("JSON answer");
+    assert_eq!(reply["statusCode"], "0", "{reply}");
+    let url = reply["data"][0]["url"].as_str().expect("url");
+    assert!(
+        url.starts_with("/public/upload/") && url.ends_with(".png"),
+        "{reply}"
+    );
 }

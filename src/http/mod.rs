@@ -18,6 +18,7 @@ pub mod origin;
 pub mod prometheus;
 pub mod request_log;
 pub mod search;
+pub mod time_limit;
 pub mod upload;
 pub mod userinfo;
 pub mod web;
@@ -25,6 +26,7 @@ pub mod web;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
 use utoipa_axum::router::OpenApiRouter;
 
@@ -36,6 +38,11 @@ use envelope::ApiError;
 pub fn api_router(app: &App) -> anyhow::Result<Router<Arc<App>>> {
     let (routes, document) = v1();
     let document = openapi::finish(document, &app.config.cookie_name);
+    // Every call under /api/v1, unknown routes included, within IM_REQUEST_TIMEOUT.
+    let routes = routes.layer(from_fn_with_state(
+        app.config.request_timeout(),
+        time_limit::limit_request,
+    ));
     Ok(routes.merge(openapi::router(&document)?))
 }
 
