@@ -9,6 +9,10 @@
 //! own timeouts: the call is answered at IM_REQUEST_TIMEOUT, which does not count the time a
 //! slow client takes to send its body.
 //!
+//! Each case moves `im_timeouts_total{what}` of its own kind (database, redis, event, request)
+//! by exactly the calls that ran out, and no other kind. The metrics recorder is one per test
+//! process, so the tests that count take turns (`SERIAL`).
+//!
 //! "Prompt" is [`PROMPT`]: the 1 s limit plus room for a loaded machine, well under what the
 //! same stalls cost without the limits (SQLite's 5 s busy timeout; PostgreSQL and Redis: until
 //! the stall ends).
@@ -18,6 +22,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::cluster::{PrivatePostgres, PrivateRedis};
+use common::scrape::{Scrape, scrape};
 use common::{Backend, Client, TestServer, next_starting_with, unique_prefix};
 use diesel::connection::SimpleConnection;
 use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
@@ -37,6 +42,31 @@ const CHAT: i32 = 3;
 const PROMPT: Duration = Duration::from_secs(3);
 /// Every other wait of these tests is bounded by this.
 const WAIT: Duration = Duration::from_secs(20);
+
+/// Held by each test that counts `im_timeouts_total`, so that no other test of this file moves
+/// it meanwhile.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Every `what` of `im_timeouts_total`.
+const LIMITED: [&str; 4] = ["database", "redis", "event", "request"];
+
+/// Asserts that from `before` to a scrape now, `im_timeouts_total{what}` moved by the number
+/// `expected` gives for `what`, and every other kind not at all.
+#[track_caller]
+fn assert_timed_out(before: &Scrape, after: &Scrape, expected: &[(&str, f64)]) {
+    for what in LIMITED {
+        let moved = after.delta(before, "im_timeouts_total", &[("what", what)]);
+        let wanted = expected
+            .iter()
+            .find(|(kind, _)| *kind == what)
+            .map_or(0.0, |(_, count)| *count);
+        assert_eq!(
+            moved, wanted,
+            "im_timeouts_total{{what=\"{what}\"}} moved by {moved}, not {wanted}:\n{}",
+            after.text
+        );
+    }
+}
 
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -191,6 +221,7 @@ impl Lock {
 }
 
 async fn a_locked_database_is_unavailable_at_once_then_recovers(backend: Backend) {
+    let _serial = SERIAL.lock().await;
     let sqlite = matches!(backend, Backend::Sqlite);
     let server = TestServer::start_with(backend, Startup { demo: true }, |config| {
         config.db_timeout_secs = 1;
@@ -205,6 +236,7 @@ async fn a_locked_database_is_unavailable_at_once_then_recovers(backend: Backend
         "{reply}"
     );
 
+    let before = scrape(&server).await;
     let lock = Lock::take(&server, "conversations").await;
     let (took, status, reply) = touch_chat(&client).await;
     assert_eq!(status, 503, "{reply}");
@@ -220,6 +252,9 @@ async fn a_locked_database_is_unavailable_at_once_then_recovers(backend: Backend
         assert_eq!(reply["database"], "unavailable", "{reply}");
         assert_prompt(took, "/readyz");
     }
+    // The REST call, the send and (SQLite) the readiness write: one database call each.
+    let calls = if sqlite { 3.0 } else { 2.0 };
+    assert_timed_out(&before, &scrape(&server).await, &[("database", calls)]);
 
     lock.release().await;
     let (_, status, reply) = touch_chat(&client).await;
@@ -236,6 +271,7 @@ async fn a_locked_database_is_unavailable_at_once_then_recovers(backend: Backend
 }
 
 async fn a_send_that_ran_out_of_time_is_stored_once(backend: Backend) {
+    let _serial = SERIAL.lock().await;
     let server = TestServer::start_with(backend, Startup { demo: true }, |config| {
         // The event gives up long before the database does: the batch goes on, and commits
         // once the lock is gone.
@@ -250,6 +286,7 @@ async fn a_send_that_ran_out_of_time_is_stored_once(backend: Backend) {
     let joined = recipient.ask(JOIN, json!({ "conversationId": CHAT })).await;
     assert_eq!(joined, json!({ "conversationId": CHAT }));
 
+    let before = scrape(&server).await;
     let lock = Lock::take(&server, "messages").await;
     let (took, ack) = send(&mut sender, "sent once", Some("retry-me")).await;
     assert_eq!(ack, unavailable(NEW_MESSAGE));
@@ -268,6 +305,8 @@ async fn a_send_that_ran_out_of_time_is_stored_once(backend: Backend) {
         .await;
     assert_eq!(history["count"], 1, "stored once: {history}");
     assert_eq!(history["messages"][0]["id"], delivered["id"], "{history}");
+    // The event ran out, not the database call, which waited for the lock and then went on.
+    assert_timed_out(&before, &scrape(&server).await, &[("event", 1.0)]);
 }
 
 on_both_backends!(
@@ -284,11 +323,14 @@ on_both_backends!(
     ignore = "needs redis-server: IM_TEST_SKIP_SERVICES is set"
 )]
 async fn a_frozen_redis_is_unavailable_at_once_then_recovers() {
+    let _serial = SERIAL.lock().await;
     let redis = PrivateRedis::start();
     let server = TestServer::start_with(Backend::Sqlite, Startup { demo: true }, |config| {
         config.redis_url = Some(redis.url());
         config.redis_prefix = unique_prefix();
         config.redis_timeout_secs = 1;
+        // No presence heartbeat (one a minute) falls into the freeze and counts too.
+        config.presence_ttl_secs = 180;
     })
     .await;
     let (client, token) = logged_in(&server, "user").await;
@@ -301,6 +343,7 @@ async fn a_frozen_redis_is_unavailable_at_once_then_recovers() {
         "{reply}"
     );
 
+    let before = scrape(&server).await;
     let frozen = redis.freeze();
     let (took, status, reply) = list().await;
     assert_eq!(status, 503, "{reply}");
@@ -312,6 +355,8 @@ async fn a_frozen_redis_is_unavailable_at_once_then_recovers() {
     let (_, status, reply) = timed(client.http.get(server.url("/readyz"))).await;
     assert_eq!(status, 503, "{reply}");
     assert_eq!(reply["redis"], "unavailable", "{reply}");
+    // The REST call's and the send's session look-ups; the readiness probe is not counted.
+    assert_timed_out(&before, &scrape(&server).await, &[("redis", 2.0)]);
 
     drop(frozen);
     let deadline = Instant::now() + WAIT;
@@ -368,6 +413,7 @@ fn warnings() -> String {
     ignore = "needs PostgreSQL's server binaries: IM_TEST_SKIP_SERVICES is set"
 )]
 async fn a_postgres_frozen_mid_statement_is_answered_at_the_request_limit() {
+    let _serial = SERIAL.lock().await;
     warnings();
     let pg = PrivatePostgres::start();
     let server = TestServer::start_with(
@@ -386,6 +432,7 @@ async fn a_postgres_frozen_mid_statement_is_answered_at_the_request_limit() {
         "{reply}"
     );
 
+    let before = scrape(&server).await;
     let lock = Lock::take(&server, "conversations").await;
     let running = tokio::spawn({
         let client = client.clone();
@@ -406,6 +453,15 @@ async fn a_postgres_frozen_mid_statement_is_answered_at_the_request_limit() {
         logged.contains("PUT /api/v1/conversations/active timed out")
             && logged.contains("IM_REQUEST_TIMEOUT (1 s)"),
         "no warning naming the route: {logged}"
+    );
+    // Both calls at the request's limit. Their handlers go on and may still run out of a
+    // database limit once the server runs again, which is not looked at here.
+    let after = scrape(&server).await;
+    assert_eq!(
+        after.delta(&before, "im_timeouts_total", &[("what", "request")]),
+        2.0,
+        "{}",
+        after.text
     );
 
     drop(frozen);
