@@ -7,6 +7,7 @@ mod common;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -28,6 +29,7 @@ on_both_backends!(
     refused_code_sends_the_browser_back_to_log_in,
     denied_access_sends_the_browser_back_to_log_in,
     unreachable_github_sends_the_browser_back_to_log_in,
+    slow_github_sends_the_browser_back_to_log_in,
     not_configured_sends_the_browser_back_to_log_in,
     the_log_in_page_is_configurable,
 );
@@ -79,6 +81,8 @@ struct MockState {
     /// access token → GitHub user
     tokens: HashMap<String, Value>,
     token_requests: usize,
+    /// How long the token and user endpoints take to answer: a slow GitHub.
+    delay: Duration,
 }
 
 /// A stand-in for GitHub's OAuth and API endpoints.
@@ -114,6 +118,17 @@ impl MockGithub {
     fn token_requests(&self) -> usize {
         self.state.lock().unwrap().token_requests
     }
+
+    /// Makes the token and user endpoints wait `delay` before they answer.
+    fn slow_down(&self, delay: Duration) {
+        self.state.lock().unwrap().delay = delay;
+    }
+}
+
+/// Waits as long as the stand-in was told to.
+async fn lag(state: &Mutex<MockState>) {
+    let delay = state.lock().unwrap().delay;
+    tokio::time::sleep(delay).await;
 }
 
 /// The token endpoint: the client must authenticate, and the PKCE verifier must match the
@@ -123,6 +138,7 @@ async fn exchange_code(
     headers: HeaderMap,
     Form(form): Form<HashMap<String, String>>,
 ) -> (StatusCode, Json<Value>) {
+    lag(&state).await;
     let mut state = state.lock().unwrap();
     state.token_requests += 1;
     let expected_auth = format!(
@@ -160,6 +176,7 @@ async fn show_user(
     State(state): State<Arc<Mutex<MockState>>>,
     headers: HeaderMap,
 ) -> (StatusCode, Json<Value>) {
+    lag(&state).await;
     let token = headers
         .get("authorization")
         .and_then(|value| value.to_str().ok())
@@ -558,6 +575,28 @@ async fn unreachable_github_sends_the_browser_back_to_log_in(backend: Backend) {
         "unavailable",
         "服务暂时不可用，请稍后再试",
     );
+}
+
+/// GitHub answering each call within its own 10 s, but the two together past the request's
+/// limit (3 s here): the callback still sends the browser back to log in, where that limit
+/// would have answered with the 503 envelope, and nobody is logged in.
+async fn slow_github_sends_the_browser_back_to_log_in(backend: Backend) {
+    let mock = MockGithub::start().await;
+    let server = start_server_with(backend, &mock, |config| {
+        config.request_timeout_secs = 3;
+    })
+    .await;
+    mock.slow_down(Duration::from_secs(2));
+    let browser = browser();
+    let response = log_in(&server, &mock, &browser, "code-slow", octocat()).await;
+    assert_back_to_log_in(
+        &response,
+        "/login",
+        "unavailable",
+        "服务暂时不可用，请稍后再试",
+    );
+    assert_eq!(mock.token_requests(), 1, "the code was exchanged");
+    assert_refused(&current_user(&server, &browser).await, "1", "请登录");
 }
 
 async fn not_configured_sends_the_browser_back_to_log_in(backend: Backend) {

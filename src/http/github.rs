@@ -114,7 +114,21 @@ async fn show_github_callback(
         state: query.state.as_deref(),
         error: query.error.as_deref(),
     };
-    match github::complete(&app, callback, pending).await {
+    // GitHub's two calls may take up to 10 s each, longer than the request's own limit, whose
+    // 503 envelope would leave the browser on a blank page: GitHub gets most of that limit, the
+    // rest is left for the session to be opened, and a GitHub too slow for it is `unavailable`.
+    let limit = app.config.request_timeout();
+    let github_share = limit - limit / 5;
+    let completed = tokio::time::timeout(github_share, github::complete(&app, callback, pending))
+        .await
+        .unwrap_or_else(|_| {
+            Err(DomainError::Unavailable(format!(
+                "GitHub did not answer within {} ms, 4/5 of IM_REQUEST_TIMEOUT ({} s)",
+                github_share.as_millis(),
+                limit.as_secs()
+            )))
+        });
+    match completed {
         Ok(identity) => {
             super::auth::start_session(&app, &cookies, &identity).await;
             Redirect::to("/").into_response()
