@@ -237,6 +237,7 @@ async fn a_locked_database_is_unavailable_at_once_then_recovers(backend: Backend
     );
 
     let before = scrape(&server).await;
+    let logged_before = warnings().len();
     let lock = Lock::take(&server, "conversations").await;
     let (took, status, reply) = touch_chat(&client).await;
     assert_eq!(status, 503, "{reply}");
@@ -245,6 +246,18 @@ async fn a_locked_database_is_unavailable_at_once_then_recovers(backend: Backend
     let (took, ack) = send(&mut socket, "while locked", None).await;
     assert_eq!(ack, unavailable(NEW_MESSAGE));
     assert_prompt(took, "a send");
+    // One warning for the failed send, its event's refusal with the cause; the message writer,
+    // whose batch failed with it, does not say it again.
+    let logged = warnings()[logged_before..].to_owned();
+    assert_eq!(
+        logged
+            .lines()
+            .filter(|line| line.contains(NEW_MESSAGE))
+            .count(),
+        1,
+        "{logged}"
+    );
+    assert!(!logged.contains("batch of messages"), "{logged}");
     if sqlite {
         // Readiness writes a row: a locked SQLite is unready within the same limit.
         let (took, status, reply) = timed(client.http.get(server.url("/readyz"))).await;
@@ -481,6 +494,47 @@ async fn a_postgres_frozen_mid_statement_is_answered_at_the_request_limit() {
         (status, &reply["statusCode"]),
         (200, &json!("0")),
         "{reply}"
+    );
+}
+
+/// A REST call that ran out of IM_REQUEST_TIMEOUT (1 s) while its database call waited for a
+/// lock (IM_DB_TIMEOUT, 2 s here): the client has its 503 at the request's limit, and the
+/// handler, going on, fails at the database's. One warning tells the operator, the time-out's;
+/// the late failure is not warned of again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_failing_after_its_limit_is_warned_of_once() {
+    let _serial = SERIAL.lock().await;
+    let server = TestServer::start_with(Backend::Sqlite, Startup { demo: true }, |config| {
+        config.request_timeout_secs = 1;
+        config.db_timeout_secs = 2;
+    })
+    .await;
+    let (client, _) = logged_in(&server, "user").await;
+    let before = scrape(&server).await;
+    let logged_before = warnings().len();
+    let lock = Lock::take(&server, "conversations").await;
+    let (took, status, reply) = touch_chat(&client).await;
+    assert_eq!(status, 503, "{reply}");
+    common::assert_refused(&reply, "1", UNAVAILABLE);
+    assert_prompt(took, "a REST call");
+    let database = [("what", "database")];
+    let after = common::scrape::scrape_until(&server, "the late database time-out", |page| {
+        page.delta(&before, "im_timeouts_total", &database) > 0.0
+    })
+    .await;
+    assert_timed_out(&before, &after, &[("request", 1.0), ("database", 1.0)]);
+    // The failure is logged right after it is counted; leave it that moment.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    lock.release().await;
+    let logged = warnings()[logged_before..].to_owned();
+    let warned: Vec<&str> = logged
+        .lines()
+        .filter(|line| line.contains(" WARN "))
+        .collect();
+    assert_eq!(warned.len(), 1, "{logged}");
+    assert!(
+        warned[0].contains("PUT /api/v1/conversations/active timed out"),
+        "{logged}"
     );
 }
 

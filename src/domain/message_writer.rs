@@ -142,9 +142,18 @@ async fn commit(db: Db, batch: Vec<Pending>, written: Option<Arc<Notify>>) {
         }
         Err(error) => {
             metrics::counter!(telemetry::BATCH_FAILURES).increment(1);
-            tracing::warn!(%error, size, "a batch of messages was not stored");
-            for answer in answers {
-                let _ = answer.send(Err(error.clone()));
+            // Each sender still waiting reports the failure itself (the refusal of its event
+            // logs the cause): one line per failed send. Only sends nobody waits for any more
+            // (their socket closed) are reported here.
+            let unheard = answers
+                .into_iter()
+                .map(|answer| answer.send(Err(error.clone())))
+                .filter(Result::is_err)
+                .count();
+            if unheard > 0 {
+                tracing::warn!(%error, size, unheard, "a batch of messages was not stored");
+            } else {
+                tracing::debug!(%error, size, "a batch of messages was not stored");
             }
         }
     }

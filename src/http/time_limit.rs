@@ -3,7 +3,8 @@
 //! catches what they cannot, above all a statement already running on a PostgreSQL that froze
 //! (SIGSTOP, a hung disk), which no longer acts on its own statement_timeout. Past it the call
 //! is answered `服务暂时不可用` (503), `im_timeouts_total{what="request"}` counts it, and one
-//! warning names the route.
+//! warning names the route; should the handler fail later all the same, the envelope logs that
+//! at debug level only ([`answered_already`]), for the operator was told already.
 //!
 //! Two choices shape it:
 //! - The time the handler waits for the client's body is not counted: a phone sending a 3 MB
@@ -18,6 +19,7 @@
 //!   connection breaks.
 
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -34,6 +36,20 @@ use tracing::Instrument;
 use super::envelope::ApiError;
 use crate::domain::DomainError;
 use crate::timeouts::{self, Limited};
+
+tokio::task_local! {
+    /// On a call's handler task: set once the call was answered for running out of time.
+    static ANSWERED: Arc<AtomicBool>;
+}
+
+/// Whether the REST call being handled here was answered already, for running out of time:
+/// a failure its handler meets afterwards was logged once as the time-out, and needs no second
+/// warning.
+pub fn answered_already() -> bool {
+    ANSWERED
+        .try_with(|answered| answered.load(Ordering::Relaxed))
+        .unwrap_or(false)
+}
 
 /// Runs the rest of the request (its handler and extractors) for at most `limit` of the server's
 /// own time, on a task of its own; answers 503 when the limit runs out first.
@@ -56,7 +72,9 @@ pub async fn limit_request(
         })
     });
     let started = Instant::now();
-    let mut handler = tokio::spawn(next.run(request).in_current_span());
+    let answered = Arc::new(AtomicBool::new(false));
+    let mut handler =
+        tokio::spawn(ANSWERED.scope(answered.clone(), next.run(request).in_current_span()));
     loop {
         let (spent, waiting) = clock.spent(started, Instant::now());
         if !waiting && spent >= limit {
@@ -86,6 +104,7 @@ pub async fn limit_request(
         }
     }
     timeouts::count(Limited::Request);
+    answered.store(true, Ordering::Relaxed);
     // The envelope logs the one warning, with this cause.
     ApiError(DomainError::Unavailable(format!(
         "{method} {route} timed out: it took longer than IM_REQUEST_TIMEOUT ({} s); it goes on \
