@@ -49,6 +49,8 @@ pub struct App {
     pub limits: Arc<Limits>,
     /// What start-up did, logged when serving begins.
     pub startup: StartupReport,
+    /// The metrics of `GET /metrics`.
+    pub telemetry: crate::telemetry::Telemetry,
 }
 
 /// What to do to the database before serving.
@@ -99,12 +101,17 @@ pub struct Database {
 
 impl Database {
     /// Migrates the database at `url`, connects to it and writes the built-in roles and rights:
-    /// what every command needs before it touches accounts.
-    pub async fn open(url: &str, pool_size: usize) -> anyhow::Result<Database> {
+    /// what every command needs before it touches accounts. `call_limit` bounds each database
+    /// call afterwards (see [`Db::connect`]); migrations run without it.
+    pub async fn open(
+        url: &str,
+        pool_size: usize,
+        call_limit: Option<std::time::Duration>,
+    ) -> anyhow::Result<Database> {
         let migrations_applied = store::migrate::run(url)
             .await
             .with_context(|| format!("migrating {}", redact_url(url)))?;
-        let db = Db::connect(url, pool_size)?;
+        let db = Db::connect(url, pool_size, call_limit)?;
         let lock = store::migrate::StartupLock::acquire(&db)
             .await
             .context("connecting to the database")?;
@@ -129,7 +136,12 @@ impl App {
         let Database {
             db,
             migrations_applied,
-        } = Database::open(&config.database_url, config.db_pool).await?;
+        } = Database::open(
+            &config.database_url,
+            config.db_pool,
+            Some(config.db_timeout()),
+        )
+        .await?;
         let lock = store::migrate::StartupLock::acquire(&db)
             .await
             .context("connecting to the database")?;
@@ -165,7 +177,7 @@ impl App {
             match &config.redis_url {
                 Some(url) => {
                     // Lazy: the server starts, and reports itself unready, while Redis is down.
-                    let redis = crate::session::redis::connect(url)
+                    let redis = crate::session::redis::connect(url, config.redis_timeout())
                         .with_context(|| format!("Redis URL {}", redact_url(url)))?;
                     let sessions = RedisSessions::new(
                         redis.clone(),
@@ -203,6 +215,7 @@ impl App {
             presence,
             limits,
             startup: report,
+            telemetry: crate::telemetry::Telemetry::new(),
         }))
     }
 
@@ -214,12 +227,17 @@ impl App {
                 HeaderValue::from_static(value),
             )
         };
-        let router = Router::new()
-            .nest("/api/v1", crate::http::api_router())
+        let mut router = Router::new()
+            .merge(crate::http::api_router(self)?)
             .merge(crate::http::health::router())
-            .merge(crate::http::files::router(self))
-            .merge(crate::http::home::router())
-            .fallback(|| async { crate::http::envelope::not_found() })
+            .merge(crate::http::files::router(self));
+        // On its own port when IM_METRICS_BIND is set, and then not here.
+        if self.config.metrics_bind.is_none() {
+            router = router.merge(crate::http::prometheus::router());
+        }
+        let router = router
+            // `/` and every path no route takes: the web clients, or the JSON 404.
+            .merge(crate::http::web::router(&self.config))
             .layer(CookieManagerLayer::new())
             // The original's (egg-security) headers.
             .layer(header("x-frame-options", "SAMEORIGIN"))
@@ -228,6 +246,9 @@ impl App {
             .layer(header("x-download-options", "noopen"))
             .layer(axum::middleware::from_fn(
                 crate::http::request_log::log_request,
+            ))
+            .layer(axum::middleware::from_fn(
+                crate::http::prometheus::record_request,
             ));
         let router = crate::realtime::attach(router, self).context("starting Socket.IO")?;
         // Outermost, so that it guards Socket.IO's layer too.
@@ -244,13 +265,49 @@ impl App {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let router = self.router()?;
+        let metrics = match self.config.metrics_bind {
+            Some(addr) => Some(self.serve_metrics(addr).await?),
+            None => None,
+        };
         let descriptors = crate::connections::raise_descriptor_limit();
         let limits = crate::connections::Limits::new(&self.config, descriptors);
+        let metrics_url = match &metrics {
+            Some((addr, _)) => format!("http://{addr}{}", crate::http::prometheus::METRICS_PATH),
+            None => format!(
+                "http://{}{}",
+                listener.local_addr()?,
+                crate::http::prometheus::METRICS_PATH
+            ),
+        };
         self.startup
-            .log(listener.local_addr()?, &self.config, &limits);
-        crate::connections::serve(listener, router, limits, shutdown)
+            .log(listener.local_addr()?, &self.config, &limits, &metrics_url);
+        let served = crate::connections::serve(listener, router, limits, shutdown)
             .await
-            .context("serving HTTP")
+            .context("serving HTTP");
+        if let Some((_, task)) = metrics {
+            task.abort();
+        }
+        served
+    }
+
+    /// Serves `GET /metrics` alone on `addr` (IM_METRICS_BIND) until aborted; returns the
+    /// address it listens on (`:0` picks a port) and its task. Scrapers are few and trusted
+    /// (the operator's network), so this port has none of the main port's connection limits.
+    async fn serve_metrics(
+        self: &Arc<Self>,
+        addr: SocketAddr,
+    ) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr} (IM_METRICS_BIND)"))?;
+        let local = listener.local_addr()?;
+        let router = crate::http::prometheus::router().with_state(self.clone());
+        let task = tokio::spawn(async move {
+            if let Err(error) = axum::serve(listener, router).await {
+                tracing::error!(%error, "the metrics port stopped serving");
+            }
+        });
+        Ok((local, task))
     }
 }
 
@@ -320,7 +377,13 @@ fn write_secret_file(path: &Path, secret: &str) -> std::io::Result<()> {
 impl StartupReport {
     /// The start-up summary: one log event that says where the server serves, on what, and what
     /// start-up did, with the demo log-ins when there are some.
-    fn log(&self, addr: SocketAddr, config: &Config, connections: &crate::connections::Limits) {
+    fn log(
+        &self,
+        addr: SocketAddr,
+        config: &Config,
+        connections: &crate::connections::Limits,
+        metrics: &str,
+    ) {
         let demo = match &self.demo {
             None => "not asked for (--demo or IM_DEMO=1 adds it to an empty database)".to_owned(),
             Some(DemoReport::Created { users }) => {
@@ -351,15 +414,27 @@ impl StartupReport {
             Some(url) => format!("redis at {}", redact_url(url)),
             None => "memory (one process)".to_owned(),
         };
+        let web_client = match config.web_client_dir() {
+            Some(dir) => format!("{} at /", dir.display()),
+            None => "none (IM_WEB_DIR): / shows the built-in page".to_owned(),
+        };
+        let admin_client = match config.admin_client_dir() {
+            Some(dir) => format!("{} at /admin/", dir.display()),
+            None => "none (IM_ADMIN_DIR)".to_owned(),
+        };
         tracing::info!(
             version = env!("CARGO_PKG_VERSION"),
+            commit = crate::telemetry::COMMIT,
             url = %format!("http://{addr}/"),
+            metrics,
             database = %redact_url(&config.database_url),
             backend = ?self.backend,
             migrations_applied = self.migrations_applied,
             sessions,
             demo,
             admin,
+            web_client,
+            admin_client,
             max_connections = connections.max_connections,
             max_connections_per_ip = connections.max_per_address,
             request_log = "RUST_LOG=info,im_server::http=debug",

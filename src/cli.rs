@@ -17,7 +17,7 @@ use crate::logging::{self, Redacting};
 #[derive(Parser)]
 #[command(
     name = "im-server",
-    version,
+    version = crate::telemetry::VERSION,
     about = "A Rust instant-messaging server, wire-compatible with the egg.js IM application",
     propagate_version = true
 )]
@@ -304,7 +304,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Migrate(database) => {
             init_tracing(None)?;
-            let database = Database::open(&database.database_url, CLI_POOL).await?;
+            let database = Database::open(&database.database_url, CLI_POOL, None).await?;
             println!("{} migration(s) applied", database.migrations_applied);
             Ok(())
         }
@@ -335,7 +335,7 @@ async fn import_original(args: ImportArgs) -> anyhow::Result<()> {
     let from = crate::config::redact_url(&args.from);
     // The source first: a wrong or unreachable one leaves the target untouched.
     let source = import::open_source(&args.from).await?;
-    let database = Database::open(&args.database.database_url, CLI_POOL).await?;
+    let database = Database::open(&args.database.database_url, CLI_POOL, None).await?;
     let options = import::ImportOptions {
         source_offset: args.source_timezone,
         dry_run: args.dry_run,
@@ -352,7 +352,7 @@ async fn import_original(args: ImportArgs) -> anyhow::Result<()> {
 }
 
 async fn seed(args: SeedArgs) -> anyhow::Result<()> {
-    let database = Database::open(&args.database.database_url, CLI_POOL).await?;
+    let database = Database::open(&args.database.database_url, CLI_POOL, None).await?;
     let mut conn = database.db.get().await?;
     if args.demo {
         match seed::demo(&mut conn).await.map_err(for_operator)? {
@@ -404,7 +404,7 @@ async fn user(command: UserCommand) -> anyhow::Result<()> {
                 .map(|spec| spec.key)
                 .find(|key| key.eq_ignore_ascii_case(&role))
                 .ok_or_else(|| anyhow::anyhow!("unknown role {role:?}"))?;
-            let database = Database::open(&database.database_url, CLI_POOL).await?;
+            let database = Database::open(&database.database_url, CLI_POOL, None).await?;
             let mut conn = database.db.get().await?;
             let hash = accounts::hash_password(&password)
                 .await
@@ -424,7 +424,7 @@ async fn user(command: UserCommand) -> anyhow::Result<()> {
         } => {
             let password = password_or_stdin(password)?;
             accounts::check_password(&password)?;
-            let database = Database::open(&database.database_url, CLI_POOL).await?;
+            let database = Database::open(&database.database_url, CLI_POOL, None).await?;
             let mut conn = database.db.get().await?;
             accounts::set_password(&mut conn, &username, &password)
                 .await

@@ -10,7 +10,7 @@
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chrono::FixedOffset;
@@ -26,6 +26,11 @@ pub struct Config {
     #[arg(long, env = "IM_BIND", default_value = "127.0.0.1:7001", global = true)]
     pub bind: SocketAddr,
 
+    /// Address of a second port that serves only `GET /metrics` (Prometheus), which the main
+    /// port then no longer serves. Unset: `/metrics` is on the main port.
+    #[arg(long, env = "IM_METRICS_BIND", global = true)]
+    pub metrics_bind: Option<SocketAddr>,
+
     /// `sqlite://path/to/file.db` (embedded, created on first start) or `postgres://...`.
     #[arg(
         long,
@@ -40,6 +45,12 @@ pub struct Config {
     #[arg(long, env = "IM_DB_POOL", default_value_t = 16, global = true)]
     pub db_pool: usize,
 
+    /// Seconds one database call may take: the wait for a pooled connection, for a lock (SQLite's
+    /// busy timeout, PostgreSQL's lock_timeout) or for a statement (PostgreSQL's
+    /// statement_timeout cancels it). Past it the request is answered `服务暂时不可用`.
+    #[arg(long, env = "IM_DB_TIMEOUT", default_value_t = 5, global = true)]
+    pub db_timeout_secs: u64,
+
     /// `redis://...`: sessions, presence and the Socket.IO adapter in Redis, for several processes.
     #[arg(long, env = "REDIS_URL", hide_env_values = true, global = true)]
     pub redis_url: Option<String>,
@@ -47,6 +58,11 @@ pub struct Config {
     /// Prefix of every Redis key this server writes, so several deployments can share a Redis.
     #[arg(long, env = "IM_REDIS_PREFIX", default_value = "im:", global = true)]
     pub redis_prefix: String,
+
+    /// Seconds one Redis command (or opening a connection to Redis) may take before the request
+    /// that needs it is answered `服务暂时不可用`. Only with `REDIS_URL`.
+    #[arg(long, env = "IM_REDIS_TIMEOUT", default_value_t = 2, global = true)]
+    pub redis_timeout_secs: u64,
 
     /// Seconds after which a process that stopped beating (it crashed, or lost Redis) no longer
     /// counts its users online; it beats every third of this. Only with `REDIS_URL`.
@@ -61,6 +77,20 @@ pub struct Config {
         global = true
     )]
     pub public_dir: PathBuf,
+
+    /// Folder of a built web client (the H5 client's `dist`), served at `/`: its files, and its
+    /// `index.html` for any other GET outside `/api`, `/public`, `/socket.io`, `/metrics` and the
+    /// probes, where its router takes over. Unset: `static/web` when it holds an `index.html`;
+    /// `off`: none, and `/` shows the built-in page.
+    #[arg(long, env = "IM_WEB_DIR", value_name = "DIR|off", value_parser = folder_or_off,
+          global = true)]
+    pub web_dir: Option<PathBuf>,
+
+    /// Folder of the built admin, served at `/admin/` the same way (build it for that base path).
+    /// Unset: `static/admin` when it holds an `index.html`; `off`: none.
+    #[arg(long, env = "IM_ADMIN_DIR", value_name = "DIR|off", value_parser = folder_or_off,
+          global = true)]
+    pub admin_dir: Option<PathBuf>,
 
     /// Largest uploaded file, in bytes.
     #[arg(long, env = "IM_UPLOAD_MAX", default_value_t = 3 * 1024 * 1024, global = true)]
@@ -135,6 +165,17 @@ pub struct Config {
     #[arg(long, env = "IM_GITHUB_CALLBACK_URL", global = true)]
     pub github_callback_url: Option<String>,
 
+    /// Where a failed GitHub log-in sends the browser, with `error` (a short code) and `message`
+    /// added to its query: the web client's log-in page. A path (`/login`, `/#/login`) or an
+    /// http(s) URL.
+    #[arg(
+        long,
+        env = "IM_GITHUB_FAILURE_URL",
+        default_value = "/login",
+        global = true
+    )]
+    pub github_failure_url: String,
+
     /// GitHub's authorize endpoint (change it only to test against a stand-in).
     #[arg(
         long,
@@ -170,6 +211,20 @@ pub struct Config {
     /// Seconds a request body has to arrive in full once its head has (an upload included).
     #[arg(long, env = "IM_BODY_TIMEOUT", default_value_t = 60, global = true)]
     pub body_timeout_secs: u64,
+
+    /// Seconds a Socket.IO event's handler may take, all its database and Redis calls together
+    /// (a send includes its wait for the message writer). Past it the client is answered
+    /// `服务暂时不可用`; a send may still be stored, and a retry with the same `clientMsgId`
+    /// then answers the stored message. Set it above IM_DB_TIMEOUT.
+    #[arg(long, env = "IM_EVENT_TIMEOUT", default_value_t = 10, global = true)]
+    pub event_timeout_secs: u64,
+
+    /// Seconds a REST call under `/api/v1` may take, its database, Redis and other calls
+    /// together; the time it waits for the client's body does not count (IM_BODY_TIMEOUT bounds
+    /// that). Past it the call is answered 503 `服务暂时不可用`, and what it had begun goes on to
+    /// its end. Set it above IM_DB_TIMEOUT.
+    #[arg(long, env = "IM_REQUEST_TIMEOUT", default_value_t = 10, global = true)]
+    pub request_timeout_secs: u64,
 
     /// Seconds a kept-alive connection may wait, idle, for its next request. Above nginx's
     /// upstream `keepalive_timeout` (60 s), so that nginx, not us, closes a pooled connection.
@@ -295,6 +350,44 @@ pub fn boolean(value: &str) -> Result<bool, String> {
     }
 }
 
+/// The web client served at `/` when `IM_WEB_DIR` is unset and this folder holds one.
+pub const DEFAULT_WEB_DIR: &str = "static/web";
+/// The admin served at `/admin/` when `IM_ADMIN_DIR` is unset and this folder holds one.
+pub const DEFAULT_ADMIN_DIR: &str = "static/admin";
+
+/// The folder of a web client: the one set (`off`: none), or else `default` when it holds an
+/// `index.html`.
+fn client_dir(setting: Option<&Path>, default: &str) -> Option<PathBuf> {
+    match setting {
+        Some(dir) if dir == Path::new("off") => None,
+        Some(dir) => Some(dir.to_path_buf()),
+        None => Path::new(default)
+            .join("index.html")
+            .is_file()
+            .then(|| PathBuf::from(default)),
+    }
+}
+
+/// A web client's folder, or `off`; never empty (an empty variable is a mistake, not "unset").
+fn folder_or_off(text: &str) -> Result<PathBuf, String> {
+    if text.trim().is_empty() {
+        return Err("expected a folder holding index.html, or off".to_owned());
+    }
+    Ok(PathBuf::from(text))
+}
+
+/// A folder set for a web client must hold its `index.html`: a mistyped path fails the start
+/// instead of serving 404s.
+fn check_client_dir(variable: &str, setting: Option<&Path>) -> Result<(), String> {
+    match setting {
+        Some(dir) if dir != Path::new("off") && !dir.join("index.html").is_file() => Err(format!(
+            "{variable}: {} holds no index.html (build the client into it, or set {variable}=off)",
+            dir.display()
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Where the database is when nothing says otherwise: a file beside the working directory.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/im.db";
 
@@ -313,6 +406,22 @@ impl Config {
         Duration::from_secs(self.presence_ttl_secs)
     }
 
+    pub fn db_timeout(&self) -> Duration {
+        Duration::from_secs(self.db_timeout_secs)
+    }
+
+    pub fn redis_timeout(&self) -> Duration {
+        Duration::from_secs(self.redis_timeout_secs)
+    }
+
+    pub fn event_timeout(&self) -> Duration {
+        Duration::from_secs(self.event_timeout_secs)
+    }
+
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(self.request_timeout_secs)
+    }
+
     pub fn head_timeout(&self) -> Duration {
         Duration::from_secs(self.head_timeout_secs)
     }
@@ -323,6 +432,16 @@ impl Config {
 
     pub fn keepalive_timeout(&self) -> Duration {
         Duration::from_secs(self.keepalive_timeout_secs)
+    }
+
+    /// The folder of the web client served at `/`, if any.
+    pub fn web_client_dir(&self) -> Option<PathBuf> {
+        client_dir(self.web_dir.as_deref(), DEFAULT_WEB_DIR)
+    }
+
+    /// The folder of the admin served at `/admin/`, if any.
+    pub fn admin_client_dir(&self) -> Option<PathBuf> {
+        client_dir(self.admin_dir.as_deref(), DEFAULT_ADMIN_DIR)
     }
 
     /// Checks what clap cannot: values that parse but make no sense together.
@@ -347,6 +466,16 @@ impl Config {
         if !(1..=3600).contains(&self.keepalive_timeout_secs) {
             return Err("IM_KEEPALIVE_TIMEOUT must be 1 to 3600 seconds".into());
         }
+        for (name, secs) in [
+            ("IM_DB_TIMEOUT", self.db_timeout_secs),
+            ("IM_REDIS_TIMEOUT", self.redis_timeout_secs),
+            ("IM_EVENT_TIMEOUT", self.event_timeout_secs),
+            ("IM_REQUEST_TIMEOUT", self.request_timeout_secs),
+        ] {
+            if !(1..=3600).contains(&secs) {
+                return Err(format!("{name} must be 1 to 3600 seconds"));
+            }
+        }
         if self.max_connections_per_ip == 0 {
             return Err("IM_MAX_CONNECTIONS_PER_IP must be at least 1".into());
         }
@@ -364,6 +493,19 @@ impl Config {
             return Err(format!(
                 "IM_LIMIT_UPLOAD_USER ({}) must allow at least IM_UPLOAD_MAX ({} bytes) per window",
                 self.limits.upload_user, self.upload_max
+            ));
+        }
+        check_client_dir("IM_WEB_DIR", self.web_dir.as_deref())?;
+        check_client_dir("IM_ADMIN_DIR", self.admin_dir.as_deref())?;
+        let failure = &self.github_failure_url;
+        // `//host` and `/\host` are other hosts to a browser, not paths.
+        let path =
+            failure.starts_with('/') && !failure.starts_with("//") && !failure.starts_with("/\\");
+        let url = failure.starts_with("https://") || failure.starts_with("http://");
+        if !(path || url) || !failure.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(format!(
+                "IM_GITHUB_FAILURE_URL: {failure:?} is neither a path like /login nor an http(s) \
+                 URL (without spaces; non-ASCII percent-encoded)"
             ));
         }
         if let Some(password) = &self.admin_password {
@@ -409,12 +551,17 @@ impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Config")
             .field("bind", &self.bind)
+            .field("metrics_bind", &self.metrics_bind)
             .field("database_url", &redact_url(&self.database_url))
             .field("db_pool", &self.db_pool)
+            .field("db_timeout_secs", &self.db_timeout_secs)
             .field("redis_url", &self.redis_url.as_deref().map(redact_url))
             .field("redis_prefix", &self.redis_prefix)
+            .field("redis_timeout_secs", &self.redis_timeout_secs)
             .field("presence_ttl_secs", &self.presence_ttl_secs)
             .field("public_dir", &self.public_dir)
+            .field("web_dir", &self.web_dir)
+            .field("admin_dir", &self.admin_dir)
             .field("upload_max", &self.upload_max)
             .field("timezone", &self.timezone)
             .field("cookie_name", &self.cookie_name)
@@ -427,11 +574,14 @@ impl fmt::Debug for Config {
             .field("github_client_id", &self.github_client_id)
             .field("github_client_secret", &redact(&self.github_client_secret))
             .field("github_callback_url", &self.github_callback_url)
+            .field("github_failure_url", &self.github_failure_url)
             .field("github_authorize_url", &self.github_authorize_url)
             .field("github_token_url", &self.github_token_url)
             .field("github_api_url", &self.github_api_url)
             .field("head_timeout_secs", &self.head_timeout_secs)
             .field("body_timeout_secs", &self.body_timeout_secs)
+            .field("event_timeout_secs", &self.event_timeout_secs)
+            .field("request_timeout_secs", &self.request_timeout_secs)
             .field("keepalive_timeout_secs", &self.keepalive_timeout_secs)
             .field("max_connections", &self.max_connections)
             .field("max_connections_per_ip", &self.max_connections_per_ip)
@@ -590,11 +740,70 @@ mod tests {
     }
 
     #[test]
+    fn client_folders_are_off_set_or_the_default_when_built() {
+        let parse = |args: &[&str]| {
+            Config::try_parse_from(["im-server"].iter().chain(args)).map_err(|e| e.to_string())
+        };
+        let built = tempfile::tempdir().unwrap();
+        std::fs::write(built.path().join("index.html"), "<!doctype html>").unwrap();
+        let empty = tempfile::tempdir().unwrap();
+        let config = parse(&[
+            "--web-dir",
+            built.path().to_str().unwrap(),
+            "--admin-dir",
+            "off",
+        ])
+        .unwrap();
+        assert!(config.validate().is_ok());
+        assert_eq!(config.web_client_dir().as_deref(), Some(built.path()));
+        assert_eq!(config.admin_client_dir(), None);
+        // A folder set without a client in it is a mistake, told at start.
+        let config = parse(&["--admin-dir", empty.path().to_str().unwrap()]).unwrap();
+        let refused = config.validate().unwrap_err();
+        assert!(
+            refused.contains("IM_ADMIN_DIR") && refused.contains("index.html"),
+            "{refused}"
+        );
+        assert!(parse(&["--web-dir", ""]).is_err());
+    }
+
+    #[test]
+    fn the_github_failure_page_is_a_path_or_a_url() {
+        for good in [
+            "/login",
+            "/#/login",
+            "/login?from=github",
+            "https://chat.example/login",
+        ] {
+            let config =
+                Config::try_parse_from(["im-server", "--github-failure-url", good]).unwrap();
+            assert!(config.validate().is_ok(), "{good}");
+        }
+        for bad in [
+            "login",
+            "//evil.example/login",
+            "/\\evil.example/login",
+            "javascript:alert(1)",
+            "/log in",
+            "/登录",
+        ] {
+            let config =
+                Config::try_parse_from(["im-server", "--github-failure-url", bad]).unwrap();
+            assert!(config.validate().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn connection_limits_are_checked() {
         for (flag, value) in [
             ("--head-timeout-secs", "0"),
             ("--body-timeout-secs", "0"),
             ("--keepalive-timeout-secs", "0"),
+            ("--db-timeout-secs", "0"),
+            ("--redis-timeout-secs", "0"),
+            ("--event-timeout-secs", "0"),
+            ("--request-timeout-secs", "0"),
+            ("--request-timeout-secs", "3601"),
             ("--max-connections-per-ip", "0"),
         ] {
             let config = Config::try_parse_from(["im-server", flag, value]).unwrap();

@@ -12,4 +12,6 @@ pub mod progress;
 pub mod realtime;
 pub mod session;
 pub mod store;
+pub mod telemetry;
 pub mod time;
+pub mod timeouts;

@@ -116,6 +116,29 @@ pub fn parse_stored(text: &str) -> Option<NaiveDateTime> {
 }
 
 /// serde `serialize_with` for stored times.
+/// The schema of a time on the wire, for the OpenAPI document: the records' time fields are
+/// `NaiveDateTime`s that [`serialize`] writes as this text, which their own type cannot say.
+pub struct WireTime;
+
+impl utoipa::PartialSchema for WireTime {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::Type::String)
+            .pattern(Some(r"^[+-]?\d{4,}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$"))
+            .description(Some(
+                "`YYYY-MM-DD HH:mm:ss` at the server's display offset (IM_TIMEZONE, +08:00 by default)",
+            ))
+            .examples(["2026-11-22 08:30:06"])
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for WireTime {
+    fn name() -> std::borrow::Cow<'static, str> {
+        std::borrow::Cow::Borrowed("Time")
+    }
+}
+
 pub fn serialize<S: Serializer>(utc: &NaiveDateTime, serializer: S) -> Result<S::Ok, S::Error> {
     serializer.serialize_str(&display(utc))
 }

@@ -1,11 +1,13 @@
 //! Log-in with GitHub (docs/protocol.md §4.7, `/passport/github`) against a stand-in for GitHub's
 //! authorize, token and user endpoints on 127.0.0.1, on SQLite and on PostgreSQL: `state` and PKCE
-//! checked, accounts linked by GitHub id and never by a local username.
+//! checked, accounts linked by GitHub id and never by a local username, and every failure sent
+//! back to the web client's log-in page with its reason.
 
 mod common;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -15,6 +17,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use common::{Backend, TestServer, assert_refused, data, mask_times};
 use im_server::app::Startup;
+use im_server::config::Config;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -23,14 +26,48 @@ on_both_backends!(
     state_is_checked,
     local_user_of_the_same_name_is_not_taken_over,
     banned_github_user_cannot_log_in,
-    refused_code_is_an_envelope_error,
-    unreachable_github_is_an_envelope_error,
-    not_configured_is_an_envelope_error,
+    refused_code_sends_the_browser_back_to_log_in,
+    denied_access_sends_the_browser_back_to_log_in,
+    unreachable_github_sends_the_browser_back_to_log_in,
+    slow_github_sends_the_browser_back_to_log_in,
+    not_configured_sends_the_browser_back_to_log_in,
+    the_log_in_page_is_configurable,
 );
 
 const CLIENT_ID: &str = "test-client";
 const CLIENT_SECRET: &str = "test-secret";
 const BAD_STATE: &str = "GitHub 登录校验失败，请重新登录";
+
+/// Asserts that `response` sends the browser to the log-in page `page` with `reason` and
+/// `message` in the query, and logs nobody in.
+#[track_caller]
+fn assert_back_to_log_in(response: &reqwest::Response, page: &str, reason: &str, message: &str) {
+    assert_eq!(response.status(), 303, "a redirect, not an envelope");
+    let location = response.headers()["location"].to_str().unwrap();
+    let (path, query) = location.split_once('?').expect("a query");
+    assert_eq!(path, page, "{location}");
+    let query: Vec<(String, String)> = reqwest::Url::parse(&format!("http://x/?{query}"))
+        .unwrap()
+        .query_pairs()
+        .into_owned()
+        .collect();
+    assert_eq!(
+        query,
+        [
+            ("error".to_owned(), reason.to_owned()),
+            ("message".to_owned(), message.to_owned())
+        ],
+        "{location}"
+    );
+    assert!(
+        !response
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .any(|c| c.to_str().unwrap().starts_with("IM_SESS=")),
+        "no session"
+    );
+}
 
 /// What the stand-in expects for one authorization code.
 struct Grant {
@@ -44,6 +81,8 @@ struct MockState {
     /// access token → GitHub user
     tokens: HashMap<String, Value>,
     token_requests: usize,
+    /// How long the token and user endpoints take to answer: a slow GitHub.
+    delay: Duration,
 }
 
 /// A stand-in for GitHub's OAuth and API endpoints.
@@ -79,6 +118,17 @@ impl MockGithub {
     fn token_requests(&self) -> usize {
         self.state.lock().unwrap().token_requests
     }
+
+    /// Makes the token and user endpoints wait `delay` before they answer.
+    fn slow_down(&self, delay: Duration) {
+        self.state.lock().unwrap().delay = delay;
+    }
+}
+
+/// Waits as long as the stand-in was told to.
+async fn lag(state: &Mutex<MockState>) {
+    let delay = state.lock().unwrap().delay;
+    tokio::time::sleep(delay).await;
 }
 
 /// The token endpoint: the client must authenticate, and the PKCE verifier must match the
@@ -88,6 +138,7 @@ async fn exchange_code(
     headers: HeaderMap,
     Form(form): Form<HashMap<String, String>>,
 ) -> (StatusCode, Json<Value>) {
+    lag(&state).await;
     let mut state = state.lock().unwrap();
     state.token_requests += 1;
     let expected_auth = format!(
@@ -125,6 +176,7 @@ async fn show_user(
     State(state): State<Arc<Mutex<MockState>>>,
     headers: HeaderMap,
 ) -> (StatusCode, Json<Value>) {
+    lag(&state).await;
     let token = headers
         .get("authorization")
         .and_then(|value| value.to_str().ok())
@@ -141,6 +193,15 @@ async fn show_user(
 }
 
 async fn start_server(backend: Backend, mock: &MockGithub) -> TestServer {
+    start_server_with(backend, mock, |_| {}).await
+}
+
+/// A server using the stand-in, whose configuration `tweak` may change further.
+async fn start_server_with(
+    backend: Backend,
+    mock: &MockGithub,
+    tweak: impl FnOnce(&mut Config),
+) -> TestServer {
     let base = mock.base.clone();
     TestServer::start_with(backend, Startup { demo: true }, move |config| {
         config.github_client_id = Some(CLIENT_ID.into());
@@ -150,6 +211,7 @@ async fn start_server(backend: Backend, mock: &MockGithub) -> TestServer {
         config.github_authorize_url = format!("{base}/login/oauth/authorize");
         config.github_token_url = format!("{base}/login/oauth/access_token");
         config.github_api_url = base.clone();
+        tweak(config);
     })
     .await
 }
@@ -315,10 +377,7 @@ async fn state_is_checked(backend: Backend) {
     let mock = MockGithub::start().await;
     let server = start_server(backend, &mock).await;
     let refused = |response: reqwest::Response| async move {
-        assert_eq!(response.status(), 200);
-        assert!(response.headers().get("location").is_none());
-        let reply: Value = response.json().await.unwrap();
-        assert_refused(&reply, "1", BAD_STATE);
+        assert_back_to_log_in(&response, "/login", "bad_state", BAD_STATE);
     };
 
     // A forged state (the login CSRF the original allowed).
@@ -408,26 +467,78 @@ async fn banned_github_user_cannot_log_in(backend: Backend) {
     );
     assert_refused(&current_user(&server, &browser).await, "1", "请登录");
     let response = log_in(&server, &mock, &browser, "code-2", octocat()).await;
-    assert_eq!(response.status(), 200);
-    let reply: Value = response.json().await.unwrap();
-    assert_refused(&reply, "1", "不具备登录权限");
+    assert_back_to_log_in(&response, "/login", "not_permitted", "不具备登录权限");
     assert_refused(&current_user(&server, &browser).await, "1", "请登录");
 }
 
-async fn refused_code_is_an_envelope_error(backend: Backend) {
+async fn refused_code_sends_the_browser_back_to_log_in(backend: Backend) {
     let mock = MockGithub::start().await;
     let server = start_server(backend, &mock).await;
     let browser = browser();
     let (state, _) = start_login(&server, &mock, &browser).await;
     // GitHub does not know this code (or the verifier would not match).
     let response = callback(&server, &browser, &format!("?code=unknown&state={state}")).await;
-    assert_eq!(response.status(), 200);
-    assert_refused(&response.json().await.unwrap(), "1", "GitHub 授权失败");
+    assert_back_to_log_in(&response, "/login", "github_refused", "GitHub 授权失败");
     assert_eq!(mock.token_requests(), 1);
     assert_refused(&current_user(&server, &browser).await, "1", "请登录");
 }
 
-async fn unreachable_github_is_an_envelope_error(backend: Backend) {
+async fn denied_access_sends_the_browser_back_to_log_in(backend: Backend) {
+    let mock = MockGithub::start().await;
+    let server = start_server(backend, &mock).await;
+    let browser = browser();
+    // The user pressed "Cancel" on GitHub's page: GitHub comes back with `error` and the state.
+    let (state, _) = start_login(&server, &mock, &browser).await;
+    let response = callback(
+        &server,
+        &browser,
+        &format!(
+            "?error=access_denied&error_description=The+user+has+denied+your+application+access.\
+             &state={state}"
+        ),
+    )
+    .await;
+    assert_back_to_log_in(&response, "/login", "access_denied", "GitHub 授权已取消");
+    // Any other error of GitHub's (a misconfigured app).
+    let (state, _) = start_login(&server, &mock, &browser).await;
+    let response = callback(
+        &server,
+        &browser,
+        &format!("?error=redirect_uri_mismatch&state={state}"),
+    )
+    .await;
+    assert_back_to_log_in(&response, "/login", "github_refused", "GitHub 授权失败");
+    // A forged "denied" answer is first of all a foreign state.
+    let response = callback(&server, &browser, "?error=access_denied&state=forged").await;
+    assert_back_to_log_in(&response, "/login", "bad_state", BAD_STATE);
+    // A query that cannot be read (NUL) is a failed log-in too, and uses up the pending one.
+    let (state, _) = start_login(&server, &mock, &browser).await;
+    let response = callback(&server, &browser, &format!("?code=%00&state={state}")).await;
+    assert_back_to_log_in(&response, "/login", "failed", "参数校验失败");
+    let response = callback(&server, &browser, &format!("?code=any&state={state}")).await;
+    assert_back_to_log_in(&response, "/login", "bad_state", BAD_STATE);
+    assert_eq!(mock.token_requests(), 0);
+    assert_refused(&current_user(&server, &browser).await, "1", "请登录");
+}
+
+async fn the_log_in_page_is_configurable(backend: Backend) {
+    let mock = MockGithub::start().await;
+    // A hash-mode client reads its query inside the fragment.
+    let server = start_server_with(backend, &mock, |config| {
+        config.github_failure_url = "/#/login".into();
+    })
+    .await;
+    let response = callback(&server, &browser(), "?code=x&state=y").await;
+    assert_back_to_log_in(&response, "/#/login", "bad_state", BAD_STATE);
+    // A success still goes to `/`.
+    let browser = browser();
+    let response = log_in(&server, &mock, &browser, "code-1", octocat()).await;
+    assert_eq!(response.status(), 303);
+    assert_eq!(response.headers()["location"], "/");
+    assert_eq!(data(&current_user(&server, &browser).await)["id"], 35);
+}
+
+async fn unreachable_github_sends_the_browser_back_to_log_in(backend: Backend) {
     // A port that was just free: nothing answers there.
     let closed = {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -458,23 +569,44 @@ async fn unreachable_github_is_an_envelope_error(backend: Backend) {
         .map(|(_, value)| value.into_owned())
         .unwrap();
     let response = callback(&server, &browser, &format!("?code=any&state={state}")).await;
-    assert_eq!(response.status(), 503);
-    assert_refused(
-        &response.json().await.unwrap(),
-        "1",
+    assert_back_to_log_in(
+        &response,
+        "/login",
+        "unavailable",
         "服务暂时不可用，请稍后再试",
     );
 }
 
-async fn not_configured_is_an_envelope_error(backend: Backend) {
+/// GitHub answering each call within its own 10 s, but the two together past the request's
+/// limit (3 s here): the callback still sends the browser back to log in, where that limit
+/// would have answered with the 503 envelope, and nobody is logged in.
+async fn slow_github_sends_the_browser_back_to_log_in(backend: Backend) {
+    let mock = MockGithub::start().await;
+    let server = start_server_with(backend, &mock, |config| {
+        config.request_timeout_secs = 3;
+    })
+    .await;
+    mock.slow_down(Duration::from_secs(2));
+    let browser = browser();
+    let response = log_in(&server, &mock, &browser, "code-slow", octocat()).await;
+    assert_back_to_log_in(
+        &response,
+        "/login",
+        "unavailable",
+        "服务暂时不可用，请稍后再试",
+    );
+    assert_eq!(mock.token_requests(), 1, "the code was exchanged");
+    assert_refused(&current_user(&server, &browser).await, "1", "请登录");
+}
+
+async fn not_configured_sends_the_browser_back_to_log_in(backend: Backend) {
     let server = TestServer::start(backend).await;
-    let client = server.client();
+    let browser = browser();
     for path in [
         "/api/v1/passport/github",
         "/api/v1/passport/github/callback?code=x&state=y",
     ] {
-        let response = client.http.get(server.url(path)).send().await.unwrap();
-        assert_eq!(response.status(), 200, "{path}");
-        assert_refused(&response.json().await.unwrap(), "1", "未配置 GitHub 登录");
+        let response = browser.get(server.url(path)).send().await.unwrap();
+        assert_back_to_log_in(&response, "/login", "not_configured", "未配置 GitHub 登录");
     }
 }

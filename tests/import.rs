@@ -428,7 +428,7 @@ async fn a_bad_or_unreachable_source_is_a_clear_error() {
 
 /// Row counts of the target's tables, to see that nothing changed.
 async fn census(url: &str) -> Vec<(String, i64)> {
-    let db = im_server::store::Db::connect(url, 1).expect("database");
+    let db = im_server::store::Db::connect(url, 1, None).expect("database");
     let mut conn = db.get().await.expect("connection");
     let mut counts = Vec::new();
     for table in [
@@ -621,7 +621,7 @@ async fn a_million_messages_in_flat_memory(backend: Backend) {
     assert!(peak < 100 * 1024, "peak RSS {peak} KiB is over 100 MB");
 
     // Every conversation's history is numbered 1..n without a gap.
-    let db = im_server::store::Db::connect(&url, 1).expect("database");
+    let db = im_server::store::Db::connect(&url, 1, None).expect("database");
     let mut conn = db.get().await.expect("connection");
     let last = im_server::store::messages::page_newest_first(&mut conn, 1, 1, 0)
         .await

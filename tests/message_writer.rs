@@ -394,7 +394,7 @@ async fn sqlite_calls_run_in_place_only_on_one_thread() {
     let dir = tempfile::tempdir().expect("temporary directory");
     let url = format!("sqlite://{}/im.db", dir.path().display());
     // One blocking thread would be reused for everything and prove nothing either way.
-    let db = store::Db::connect(&url, 2).expect("pool");
+    let db = store::Db::connect(&url, 2, None).expect("pool");
     let outside = call_thread(&db).await;
     assert_ne!(
         outside,

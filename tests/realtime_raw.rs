@@ -192,6 +192,11 @@ async fn bad_payloads_get_errors(backend: Backend) {
             "conversationId 必须是会话编号",
         ),
         (r#"427["/v1/im/join","3"]"#, "参数必须是 JSON 对象"),
+        // A NUL in clientMsgId failed the batch on PostgreSQL (HTTP 500's equivalent).
+        (
+            r#"428["/v1/im/new-message",{"conversationId":3,"body":{"type":"text"},"clientMsgId":"a\u0000b"}]"#,
+            "clientMsgId 必须是 1 到 64 个字符的字符串",
+        ),
     ];
     for (index, (packet, message)) in cases.iter().enumerate() {
         let id = index as u32 + 1;

@@ -17,7 +17,7 @@ use super::rbac::{right, role};
 use super::{Actor, DomainError, names};
 
 /// What log-in, sign-up and `currentUser` answer: the user's profile, rights and roles.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Identity {
     pub user_info: Option<UserInfo>,
@@ -245,6 +245,9 @@ pub async fn find_user(conn: &mut DbConn, username: &str) -> Result<Option<User>
     Ok(store::accounts::find_user_by_key(conn, &key).await?)
 }
 
+/// The refusal of a user without the `login` right (banned, or a role without it).
+pub const NO_LOGIN_RIGHT: &str = "不具备登录权限";
+
 /// Opens a session for a user whose credentials were checked, if they may log in.
 pub async fn open_session(
     app: &App,
@@ -253,7 +256,7 @@ pub async fn open_session(
 ) -> Result<Identity, DomainError> {
     let rights = store::rbac::rights_of_user(conn, user.id).await?;
     if !rights.iter().any(|r| r.key_name == right::LOGIN) {
-        return Err(DomainError::rejected("不具备登录权限"));
+        return Err(DomainError::rejected(NO_LOGIN_RIGHT));
     }
     let session = app.sessions.create(user.id).await?;
     identity(conn, user.id, Some(session.id)).await

@@ -17,7 +17,7 @@ use super::rbac::{self, RIGHTS, ROLES};
 use super::{Actor, DomainError};
 
 /// A page of a list: `{count, rows}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Listing<T> {
     pub count: i64,
     pub rows: Vec<T>,
@@ -252,7 +252,7 @@ async fn holders_of_right(conn: &mut DbConn, right_id: i32) -> Result<Vec<i32>, 
 // ---- roles ----
 
 /// A role with its rights, as the roles list shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct RoleWithRights {
     #[serde(flatten)]
     pub role: Role,

@@ -25,7 +25,7 @@ pub const SELF_APPLY: &str = "不能添加自己为好友";
 pub const BAD_KIND: &str = "申请类型只能是 user 或 group";
 
 /// What an apply is addressed to: a user (+ `userInfo`) or a group.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum ApplyTarget {
     User(UserWithInfo),
@@ -33,7 +33,7 @@ pub enum ApplyTarget {
 }
 
 /// A row of `GET /applies`: `{type, id, toId, fromId, from, to}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ListedApply {
     #[serde(rename = "type")]
@@ -45,7 +45,7 @@ pub struct ListedApply {
     pub to: Option<ApplyTarget>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AppliesPage {
     pub count: usize,
     pub rows: Vec<ListedApply>,

@@ -80,7 +80,7 @@ impl Membership {
 }
 
 /// What a listed conversation is with: the friend (user + `userInfo`) or the group.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum Target {
     Friend(super::profiles::UserWithInfo),
@@ -88,7 +88,7 @@ pub enum Target {
 }
 
 /// A conversation of the session user's list: the conversation plus its `target`.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct ListedConversation {
     #[serde(flatten)]
     pub conversation: Conversation,

@@ -12,7 +12,7 @@ use super::profiles::{self, UserWithInfo};
 use super::{Actor, DomainError};
 
 /// A friend as `GET /friend` lists them: user + `userInfo` + the pair's `conversation`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ListedFriend {
     #[serde(flatten)]
     pub person: UserWithInfo,
@@ -74,14 +74,14 @@ pub async fn befriend(conn: &mut DbConn, a: i32, b: i32) -> Result<Friend, Domai
 }
 
 /// `POST /add/friend` on approval: the friendship plus `target: {id}`, the other user.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ApprovedFriend {
     #[serde(flatten)]
     pub friend: Friend,
     pub target: FriendTarget,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct FriendTarget {
     pub id: i32,
 }

@@ -21,9 +21,11 @@ use super::accounts::{self, Identity, random_photo};
 use super::rbac::role;
 use super::{DomainError, names};
 
-const NOT_CONFIGURED: &str = "未配置 GitHub 登录";
-const BAD_STATE: &str = "GitHub 登录校验失败，请重新登录";
-const DENIED: &str = "GitHub 授权失败";
+pub const NOT_CONFIGURED: &str = "未配置 GitHub 登录";
+pub const BAD_STATE: &str = "GitHub 登录校验失败，请重新登录";
+pub const DENIED: &str = "GitHub 授权失败";
+/// The user turned the request down on GitHub's page (`error=access_denied`).
+pub const CANCELLED: &str = "GitHub 授权已取消";
 /// How long GitHub may take to answer one request.
 const GITHUB_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a started log-in may take to come back from GitHub.
@@ -145,21 +147,37 @@ fn same_secret(a: &str, b: &str) -> bool {
             == 0
 }
 
+/// What GitHub sent the browser back with: `code` and `state`, or `error` and `state` when it
+/// did not authorize.
+#[derive(Debug, Default)]
+pub struct Callback<'a> {
+    pub code: Option<&'a str>,
+    pub state: Option<&'a str>,
+    pub error: Option<&'a str>,
+}
+
 /// Finishes a log-in coming back from GitHub: checks `state` against the pending log-in,
 /// exchanges the code with the PKCE verifier, reads the GitHub user, finds or creates the linked
 /// local user, and opens a session if they may log in.
 pub async fn complete(
     app: &App,
-    code: Option<&str>,
-    state: Option<&str>,
+    callback: Callback<'_>,
     pending: Option<Pending>,
 ) -> Result<Identity, DomainError> {
+    let Callback { code, state, error } = callback;
     let client = oauth_client(&app.config)?;
     let (Some(state), Some(pending)) = (state, pending) else {
         return Err(DomainError::rejected(BAD_STATE));
     };
     if !same_secret(state, &pending.state) {
         return Err(DomainError::rejected(BAD_STATE));
+    }
+    if let Some(error) = error {
+        return Err(DomainError::rejected(if error == "access_denied" {
+            CANCELLED
+        } else {
+            DENIED
+        }));
     }
     let Some(code) = code.filter(|code| !code.is_empty()) else {
         return Err(DomainError::rejected(DENIED));

@@ -380,6 +380,8 @@ impl Limits {
             }
             Err(wait) => {
                 tracing::debug!(limit = what, key = %key, ?wait, "refused by a rate limit");
+                metrics::counter!(crate::telemetry::RATE_LIMIT_REFUSALS, "limit" => limit_label(&key))
+                    .increment(1);
                 Err(DomainError::TooManyRequests(wait))
             }
         }
@@ -502,6 +504,20 @@ impl Limits {
         )
         .await
         .map(drop)
+    }
+}
+
+/// The label of a limit on `/metrics`, from its key's kind: the name of its setting
+/// (`IM_LIMIT_LOGIN_ADDRESS` is `login_address`), never the key itself, which names a client.
+fn limit_label(key: &str) -> &'static str {
+    match key.split(':').next().unwrap_or_default() {
+        "login-ip" => "login_address",
+        "login-user" => "login_account",
+        "signup-ip" => "signup_address",
+        "msg-socket" => "message_socket",
+        "msg-user" => "message_user",
+        "upload-user" => "upload_user",
+        _ => "other",
     }
 }
 

@@ -16,6 +16,7 @@ use tokio::task::JoinHandle;
 use super::DomainError;
 use super::messaging::{self, NewPost, Posted};
 use crate::store::{Backend, Db, on_one_thread};
+use crate::telemetry;
 
 /// Most posts in one transaction: large enough to amortize a commit at any rate this process
 /// takes, small enough to stay well under either backend's bind-parameter limit.
@@ -122,18 +123,37 @@ async fn commit(db: Db, batch: Vec<Pending>, written: Option<Arc<Notify>>) {
         }
         Backend::Postgres => messaging::store_batch(&db, posts, written).await,
     };
-    tracing::debug!(size, elapsed = ?started.elapsed(), ok = stored.is_ok(), "batch of messages");
+    let elapsed = started.elapsed();
+    tracing::debug!(size, ?elapsed, ok = stored.is_ok(), "batch of messages");
+    metrics::histogram!(telemetry::BATCH_SIZE).record(size as f64);
+    metrics::histogram!(telemetry::BATCH_COMMIT).record(elapsed.as_secs_f64());
     match stored {
         Ok(results) => {
+            // Retries of a message already stored are answered, not stored again.
+            let fresh = results
+                .iter()
+                .filter(|result| result.as_ref().is_ok_and(|posted| posted.fresh))
+                .count();
+            metrics::counter!(telemetry::MESSAGES_STORED).increment(fresh as u64);
             for (answer, result) in answers.into_iter().zip(results) {
                 // The sender may have gone (socket closed): its message is stored all the same.
                 let _ = answer.send(result);
             }
         }
         Err(error) => {
-            tracing::warn!(%error, size, "a batch of messages was not stored");
-            for answer in answers {
-                let _ = answer.send(Err(error.clone()));
+            metrics::counter!(telemetry::BATCH_FAILURES).increment(1);
+            // Each sender still waiting reports the failure itself (the refusal of its event
+            // logs the cause): one line per failed send. Only sends nobody waits for any more
+            // (their socket closed) are reported here.
+            let unheard = answers
+                .into_iter()
+                .map(|answer| answer.send(Err(error.clone())))
+                .filter(Result::is_err)
+                .count();
+            if unheard > 0 {
+                tracing::warn!(%error, size, unheard, "a batch of messages was not stored");
+            } else {
+                tracing::debug!(%error, size, "a batch of messages was not stored");
             }
         }
     }

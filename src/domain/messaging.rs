@@ -71,7 +71,10 @@ impl SendRequest {
         check_body(&body)?;
         let client_msg_id = match fields.get("clientMsgId") {
             None | Some(Value::Null) => None,
-            Some(Value::String(id)) if !id.is_empty() && id.len() <= MAX_CLIENT_MSG_ID => {
+            // No NUL: PostgreSQL cannot store it, and the failure took the whole batch down.
+            Some(Value::String(id))
+                if !id.is_empty() && id.len() <= MAX_CLIENT_MSG_ID && !id.contains('\0') =>
+            {
                 Some(id.clone())
             }
             Some(_) => return Err(DomainError::invalid(BAD_CLIENT_MSG_ID)),

@@ -12,7 +12,7 @@ use crate::store::{self, DbConn};
 use super::{Actor, DomainError, names, rbac};
 
 /// A user with their profile: the `user + userInfo` shape of docs/protocol.md §3.4.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UserWithInfo {
     #[serde(flatten)]

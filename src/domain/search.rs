@@ -13,7 +13,7 @@ use super::profiles::UserWithInfo;
 pub const SEARCH_LIMIT: i64 = 20;
 const VALUE_MAX: usize = 64;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SearchResult {
     pub users: Vec<UserWithInfo>,
     pub groups: Vec<Group>,

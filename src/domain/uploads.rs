@@ -70,7 +70,7 @@ fn random_name() -> String {
 }
 
 /// One stored file, as `POST /upload` answers it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Uploaded {
     pub url: String,
 }

@@ -18,7 +18,7 @@ use super::rbac::{self, role};
 use super::{Actor, DomainError, names};
 
 /// A user as the admin users list shows it: the user, `userInfo` and `roles`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UserRow {
     #[serde(flatten)]

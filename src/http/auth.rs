@@ -3,30 +3,42 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
 use axum::extract::State;
-use axum::routing::{get, post};
 use serde::Deserialize;
 use tower_cookies::cookie::SameSite;
 use tower_cookies::{Cookie, Cookies};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::envelope::{ApiResult, ok};
 use super::extract::{Body, ClientIp};
+use super::openapi::{Answer, LimitedWrites, Null, Reads, Writes};
 use crate::app::App;
 use crate::domain::Actor;
 use crate::domain::accounts::{self, Identity};
 
-pub fn router() -> Router<Arc<App>> {
-    Router::new()
-        .route("/signup", post(create_signup))
-        .route("/login", post(create_login))
-        .route("/logout", post(create_logout))
-        .route("/currentUser", get(show_current_user))
+pub fn router() -> OpenApiRouter<Arc<App>> {
+    OpenApiRouter::default()
+        .routes(routes!(create_signup))
+        .routes(routes!(create_login))
+        .routes(routes!(create_logout))
+        .routes(routes!(show_current_user))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct Credentials {
     username: String,
+    password: String,
+}
+
+/// What sign-up reads: [`Credentials`], under the rules of docs/protocol.md §4.1.
+#[derive(Deserialize, utoipa::ToSchema)]
+struct NewAccount {
+    /// 4 to 64 characters once NFKC-normalised and trimmed; no control, invisible or bidi
+    /// characters; Latin, Greek and Cyrillic letters not mixed.
+    #[schema(min_length = 4, max_length = 64)]
+    username: String,
+    #[schema(min_length = 6, max_length = 128)]
     password: String,
 }
 
@@ -56,17 +68,35 @@ pub(super) async fn start_session(app: &App, cookies: &Cookies, identity: &Ident
     }
 }
 
+/// Sign up: a new local user with role `user`, logged in at once.
+///
+/// Sets the session cookie, and ends the session the browser's cookie named before.
+#[utoipa::path(post, path = "/signup", tag = "account", security(()),
+    request_body = NewAccount,
+    responses(
+        (status = 200, description = "the identity, with `token`; or `参数校验失败`, `用户名重复`",
+         body = Answer<Identity>),
+        LimitedWrites))]
 async fn create_signup(
     State(app): State<Arc<App>>,
     ClientIp(client): ClientIp,
     cookies: Cookies,
-    Body(body): Body<Credentials>,
+    Body(body): Body<NewAccount>,
 ) -> ApiResult<Identity> {
     let identity = accounts::signup(&app, &body.username, &body.password, client).await?;
     start_session(&app, &cookies, &identity).await;
     ok(identity)
 }
 
+/// Log in.
+///
+/// Sets the session cookie, and ends the session the browser's cookie named before.
+#[utoipa::path(post, path = "/login", tag = "account", security(()),
+    request_body = Credentials,
+    responses(
+        (status = 200, description = "the identity, with `token`; or `用户名错误`, `密码错误`, \
+         `不具备登录权限`", body = Answer<Identity>),
+        LimitedWrites))]
 async fn create_login(
     State(app): State<Arc<App>>,
     ClientIp(client): ClientIp,
@@ -78,6 +108,9 @@ async fn create_login(
     ok(identity)
 }
 
+/// Log out: ends the session and its sockets, removes the cookie.
+#[utoipa::path(post, path = "/logout", tag = "account",
+    responses((status = 200, description = "`data` null", body = Answer<Null>), Writes))]
 async fn create_logout(
     State(app): State<Arc<App>>,
     cookies: Cookies,
@@ -92,6 +125,9 @@ async fn create_logout(
     ok(())
 }
 
+/// The session's user: profile, rights and roles (no `token`).
+#[utoipa::path(get, path = "/currentUser", tag = "account",
+    responses((status = 200, description = "the identity", body = Answer<Identity>), Reads))]
 async fn show_current_user(State(app): State<Arc<App>>, actor: Actor) -> ApiResult<Identity> {
     ok(accounts::current_user(&app, &actor).await?)
 }

@@ -52,7 +52,12 @@ impl IntoResponse for ApiError {
             // told to wait must be told how long, and HTTP says that with 429 + Retry-After.
             DomainError::TooManyRequests(_) => (StatusCode::TOO_MANY_REQUESTS, "1"),
             DomainError::Unavailable(cause) => {
-                tracing::warn!(%cause, "request refused: a service it needs is unavailable");
+                if super::time_limit::answered_already() {
+                    // The client had its 503 and the operator its warning at the time limit.
+                    tracing::debug!(%cause, "a call that ran out of time failed late");
+                } else {
+                    tracing::warn!(%cause, "request refused: a service it needs is unavailable");
+                }
                 (StatusCode::SERVICE_UNAVAILABLE, "1")
             }
             DomainError::Internal(cause) => {

@@ -67,8 +67,29 @@ impl FromRequestParts<Arc<App>> for Admin {
     }
 }
 
-/// A JSON body; anything malformed (not JSON, wrong types, missing fields) is an envelope error.
+/// A JSON body; anything malformed (not JSON, wrong types, missing fields, a NUL character in a
+/// string) is an envelope error.
 pub struct Body<T>(pub T);
+
+/// Whether a JSON text holds the NUL character in a string (or a key). No field of this API may
+/// hold one, and PostgreSQL cannot store or even compare text with it: the query fails, which
+/// was a 500 for a NUL in a log-in name or a search. JSON can only carry it escaped, so a text
+/// without `\u0000` is passed at once; one with it is parsed to tell an escaped backslash
+/// (`"\\u0000"`, six plain characters) from the NUL.
+fn holds_nul(json: &[u8]) -> bool {
+    fn any_nul(value: &serde_json::Value) -> bool {
+        match value {
+            serde_json::Value::String(text) => text.contains('\0'),
+            serde_json::Value::Array(items) => items.iter().any(any_nul),
+            serde_json::Value::Object(map) => map
+                .iter()
+                .any(|(key, value)| key.contains('\0') || any_nul(value)),
+            _ => false,
+        }
+    }
+    json.windows(6).any(|window| window == b"\\u0000")
+        && serde_json::from_slice::<serde_json::Value>(json).is_ok_and(|value| any_nul(&value))
+}
 
 impl<T, S> FromRequest<S> for Body<T>
 where
@@ -78,7 +99,23 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let refused = || ApiError::from(DomainError::invalid("参数校验失败"));
+        // Read once (within the body limit), then parsed by axum's `Json` from the bytes, which
+        // are kept for the NUL check.
+        let (parts, body) = req.into_parts();
+        let bytes =
+            axum::body::Bytes::from_request(Request::from_parts(parts.clone(), body), state)
+                .await
+                .map_err(|_| {
+                    tracing::debug!(kind = "body not read", "malformed request body");
+                    refused()
+                })?;
+        let req = Request::from_parts(parts, axum::body::Body::from(bytes.clone()));
         match axum::Json::<T>::from_request(req, state).await {
+            Ok(_) if holds_nul(&bytes) => {
+                tracing::debug!(kind = "a NUL character", "malformed request body");
+                Err(refused())
+            }
             Ok(axum::Json(value)) => Ok(Body(value)),
             Err(rejection) => {
                 let rejection: JsonRejection = rejection;
@@ -88,7 +125,7 @@ where
                     kind = json_rejection_kind(&rejection),
                     "malformed request body"
                 );
-                Err(DomainError::invalid("参数校验失败").into())
+                Err(refused())
             }
         }
     }
@@ -104,7 +141,8 @@ fn json_rejection_kind(rejection: &JsonRejection) -> &'static str {
     }
 }
 
-/// A query string; anything that does not decode is an envelope error, never a 400 page.
+/// A query string; anything that does not decode, or holds NUL, is an envelope error, never a
+/// 400 page.
 pub struct Params<T>(pub T);
 
 impl<T, S> FromRequestParts<S> for Params<T>
@@ -115,6 +153,11 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        // `%00` is the only way a query carries NUL; no parameter may hold it (see `holds_nul`).
+        if parts.uri.query().is_some_and(|query| query.contains("%00")) {
+            tracing::debug!("NUL character in the query string");
+            return Err(DomainError::invalid("参数校验失败").into());
+        }
         match Query::<T>::from_request_parts(parts, state).await {
             Ok(Query(value)) => Ok(Params(value)),
             Err(rejection) => {

@@ -27,8 +27,18 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Every service a request may need answers: 200, or 503 naming what is down.
 async fn show_readiness(State(app): State<Arc<App>>) -> (StatusCode, Json<Value>) {
-    // A write, not a read: a full or read-only database still reads, while sends fail.
-    let database = probe("database", app.db.check_writable()).await;
+    // A write, not a read: a full or read-only database still reads, while sends fail. On a
+    // task of its own: a SQLite call cannot be abandoned half-way (its connection waits for it,
+    // up to the busy timeout, IM_DB_TIMEOUT), and the probe must not wait with it.
+    let db = app.db.clone();
+    let check = tokio::spawn(async move { db.check_writable().await });
+    let database = probe("database", async move {
+        check
+            .await
+            .map_err(|error| error.to_string())?
+            .map_err(|error| error.to_string())
+    })
+    .await;
     let mut report = json!({ "database": state(database) });
     let mut ready = database;
     if let Some(redis) = &app.redis {

@@ -19,7 +19,7 @@ async fn show_home(headers: HeaderMap) -> Response {
     if wants_json(&headers) {
         return super::envelope::not_found();
     }
-    Html(HOME.replace("{version}", env!("CARGO_PKG_VERSION"))).into_response()
+    Html(HOME.replace("{version}", crate::telemetry::VERSION)).into_response()
 }
 
 /// Whether the client names JSON and not HTML among what it accepts (`*/*` or nothing: a browser
@@ -54,13 +54,18 @@ client, the Ant Design Pro admin and WeChat mini-programs. It serves them unchan
 port: REST under <code>/api/v1</code> (the <code>{statusCode, errorMessage, data}</code>
 envelope), uploaded and built-in files under <code>/public/</code>, and Socket.IO under
 <code>/socket.io/</code> (Engine.IO 3 and 4, WebSocket and long-polling).</p>
-<p>No web client is served from here: this page stands in for one.</p>
+<p>No web client is served from here: this page stands in for one. To serve the built H5
+client at <code>/</code> (and the built admin at <code>/admin/</code>), set
+<code>IM_WEB_DIR</code> (and <code>IM_ADMIN_DIR</code>) to its folder, or put it in
+<code>static/web</code> (and <code>static/admin</code>) beside where the server starts.</p>
 
 <h2>Probes</h2>
 <ul>
 <li><a href="/healthz"><code>/healthz</code></a>: 200 while the process is up.</li>
 <li><a href="/readyz"><code>/readyz</code></a>: 200 when the database (and Redis, when configured)
 answer, 503 naming what is down.</li>
+<li><code>/metrics</code>: counters and timings in Prometheus' text format (here, or on the port
+of <code>IM_METRICS_BIND</code> when it is set).</li>
 </ul>
 
 <h2>Attaching the clients</h2>

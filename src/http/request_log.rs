@@ -19,6 +19,10 @@ pub async fn log_request(request: Request, next: Next) -> Response {
         .extensions()
         .get::<MatchedPath>()
         .map(|path| path.as_str().to_owned());
+    // Scraped every few seconds: a line each would drown the requests worth reading.
+    if route.as_deref() == Some(super::prometheus::METRICS_PATH) {
+        return next.run(request).await;
+    }
     let started = Instant::now();
     let response = next.run(request).await;
     tracing::debug!(

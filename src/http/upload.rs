@@ -7,22 +7,20 @@
 
 use std::sync::Arc;
 
-use axum::Router;
 use axum::body::Body;
 use axum::extract::multipart::Field;
 use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Request, State};
-use axum::routing::post;
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
+use utoipa_axum::routes;
 
 use super::envelope::{ApiResult, ok};
+use super::openapi::{Answer, LimitedWrites, UploadForm};
 use crate::app::App;
 use crate::domain::uploads::{MAX_FILES, UploadBatch, Uploaded};
 use crate::domain::{Actor, DomainError};
 
-pub fn router() -> Router<Arc<App>> {
-    Router::new().route(
-        "/upload",
-        post(create_upload).layer(DefaultBodyLimit::disable()),
-    )
+pub fn router() -> OpenApiRouter<Arc<App>> {
+    OpenApiRouter::default().routes(routes!(create_upload).layer(DefaultBodyLimit::disable()))
 }
 
 /// Text fields (not files) a form may carry, and how large each may be: mini-programs add a few.
@@ -41,6 +39,12 @@ fn malformed() -> DomainError {
     DomainError::invalid("上传内容格式错误")
 }
 
+/// Stores pictures and videos; all or nothing.
+#[utoipa::path(post, path = "/upload", tag = "upload",
+    request_body(content = UploadForm, content_type = "multipart/form-data",
+                 description = "one part per file, at most 9 files of at most IM_UPLOAD_MAX bytes"),
+    responses((status = 200, description = "`[{url}]`, one per file in the order sent; or a \
+               refusal of docs/protocol.md §4.3", body = Answer<Vec<Uploaded>>), LimitedWrites))]
 async fn create_upload(
     State(app): State<Arc<App>>,
     actor: Actor,

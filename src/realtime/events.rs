@@ -1,6 +1,7 @@
 //! The three events of docs/protocol.md §5, thin: parse, call the domain, ack or broadcast the
-//! answer.
+//! answer. Each event's work runs within IM_EVENT_TIMEOUT ([`limited`]).
 
+use std::future::Future;
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -10,12 +11,15 @@ use socketioxide::adapter::Adapter;
 use socketioxide::extract::{SocketRef, TryData};
 
 use super::auth::{Identity, current_actor};
-use super::{GET_MESSAGES, JOIN, NEW_MESSAGE, Reply, conversation_room, user_room};
+use super::telemetry::timed;
+use super::{GET_MESSAGES, JOIN, NEW_MESSAGE, Outcome, Reply, conversation_room, user_room};
 use crate::app::App;
+use crate::domain::Actor;
 use crate::domain::DomainError;
 use crate::domain::messaging::{self, HistoryRequest, JoinRequest, SendRequest};
 use crate::domain::robot::Robot;
 use crate::store::models::Message;
+use crate::timeouts::{self, Limited};
 
 /// A message as `/v1/im/new-message` delivers it: docs/protocol.md §5.4's fields (no `updatedAt`)
 /// plus `seq`.
@@ -72,11 +76,13 @@ pub fn listen<A: Adapter>(
     socket: &SocketRef<A>,
     identity: &Identity,
 ) {
+    // Here rather than in `on_connect`, which runs after the client saw its CONNECT answer.
+    super::telemetry::opened(socket);
     socket.on(JOIN, {
         let app = app.clone();
         move |socket: SocketRef<A>, TryData(payload): TryData<Value>, reply: Reply<A>| {
             let app = app.clone();
-            async move { join_conversation(&app, socket, payload.ok(), reply).await }
+            async move { timed(JOIN, join_conversation(&app, socket, payload.ok(), reply)).await }
         }
     });
     socket.on(NEW_MESSAGE, {
@@ -88,14 +94,26 @@ pub fn listen<A: Adapter>(
               reply: Reply<A>| {
             let app = app.clone();
             let robot = robot.clone();
-            async move { post_message(app, robot, socket, io, payload.ok(), reply).await }
+            async move {
+                timed(
+                    NEW_MESSAGE,
+                    post_message(app, robot, socket, io, payload.ok(), reply),
+                )
+                .await
+            }
         }
     });
     socket.on(GET_MESSAGES, {
         let app = app.clone();
         move |socket: SocketRef<A>, TryData(payload): TryData<Value>, reply: Reply<A>| {
             let app = app.clone();
-            async move { get_messages(&app, socket, payload.ok(), reply).await }
+            async move {
+                timed(
+                    GET_MESSAGES,
+                    get_messages(&app, socket, payload.ok(), reply),
+                )
+                .await
+            }
         }
     });
     socket.on_disconnect({
@@ -107,9 +125,30 @@ pub fn listen<A: Adapter>(
             if let Some(overflow) = socket.extensions.get::<Arc<super::overflow::Overflow>>() {
                 overflow.forget(socket.id);
             }
+            super::telemetry::closed(&socket);
             async move { super::presence::disconnected(&app, &socket, &identity).await }
         }
     });
+}
+
+/// Runs an event's work within IM_EVENT_TIMEOUT. Past it the event fails as unavailable and the
+/// work is dropped where it stood; the calls it made are bounded on their own too (database,
+/// Redis), so nothing of it keeps waiting much longer. A send is the exception: it goes on, on
+/// its own task ([`post_message`]).
+async fn limited<T>(
+    app: &App,
+    event: &str,
+    work: impl Future<Output = Result<T, DomainError>>,
+) -> Result<T, DomainError> {
+    let limit = app.config.event_timeout();
+    timeouts::within(Limited::Event, limit, work)
+        .await
+        .unwrap_or_else(|| {
+            Err(DomainError::Unavailable(format!(
+                "{event} timed out: its handler took longer than IM_EVENT_TIMEOUT ({} s)",
+                limit.as_secs()
+            )))
+        })
 }
 
 /// An event's payload, or the error for one that is missing or not JSON.
@@ -122,8 +161,8 @@ async fn join_conversation<A: Adapter>(
     socket: SocketRef<A>,
     payload: Option<Value>,
     reply: Reply<A>,
-) {
-    let joined = async {
+) -> Outcome {
+    let joined = limited(app, JOIN, async {
         let actor = current_actor(app, &socket).await?;
         let payload = self::payload(payload)?;
         if messaging::is_robot_conversation(&payload) {
@@ -133,19 +172,27 @@ async fn join_conversation<A: Adapter>(
         let request = JoinRequest::from_json(&payload)?;
         let mut conn = app.db.get().await?;
         messaging::join(&mut conn, &actor, &request).await?;
-        Ok::<_, DomainError>(Some(request.conversation_id))
-    }
+        Ok(Some(request.conversation_id))
+    })
     .await;
     match joined {
         Ok(Some(conversation_id)) => {
             socket.join(conversation_room(conversation_id));
-            reply.ok(&serde_json::json!({ "conversationId": conversation_id }));
+            reply.ok(&serde_json::json!({ "conversationId": conversation_id }))
         }
         Ok(None) => {
             reply.ok(&serde_json::json!({ "conversationId": messaging::ROBOT_CONVERSATION }))
         }
         Err(error) => reply.fail(&socket, JOIN, &error),
     }
+}
+
+/// What became of a `/v1/im/new-message`.
+enum Sent {
+    /// Robot talk, answered by the robot (never stored).
+    ToRobot(Actor, Value),
+    /// Stored now (and broadcast), or found stored by an earlier send with its `clientMsgId`.
+    Stored(messaging::Posted),
 }
 
 async fn post_message<A: Adapter>(
@@ -155,33 +202,52 @@ async fn post_message<A: Adapter>(
     io: SocketIo<A>,
     payload: Option<Value>,
     reply: Reply<A>,
-) {
-    let actor = match current_actor(&app, &socket).await {
-        Ok(actor) => actor,
-        Err(error) => return reply.fail(&socket, NEW_MESSAGE, &error),
-    };
-    // Counted before anything else is done with it: a refused message costs one lookup.
-    let socket_id = socket.id.to_string();
-    if let Err(error) = app.limits.take_message(&socket_id, actor.user_id).await {
-        return reply.fail(&socket, NEW_MESSAGE, &error);
-    }
-    let payload = match self::payload(payload) {
-        Ok(payload) => payload,
-        Err(error) => return reply.fail(&socket, NEW_MESSAGE, &error),
-    };
-    if messaging::is_robot(&payload) {
-        return super::robot::converse(robot, socket, &actor, payload, reply);
-    }
-    let posted = async {
-        let request = SendRequest::from_json(&payload)?;
-        messaging::post(&app.messages, &actor, &request).await
-    }
+) -> Outcome {
+    // The send runs on a task of its own, which goes on when the client is told that it took
+    // too long: once queued, the message may still be stored, and then it must be broadcast
+    // like any other (the client's retry finds it stored and is not broadcast again).
+    let send = tokio::spawn(send_message(app.clone(), socket.clone(), io, payload));
+    let sent = limited(&app, NEW_MESSAGE, async {
+        send.await
+            .unwrap_or_else(|error| Err(DomainError::from(error)))
+    })
     .await;
-    let posted = match posted {
-        Ok(posted) => posted,
+    let posted = match sent {
+        Ok(Sent::Stored(posted)) => posted,
+        Ok(Sent::ToRobot(actor, payload)) => {
+            return super::robot::converse(robot, socket, &actor, payload, reply);
+        }
         Err(error) => return reply.fail(&socket, NEW_MESSAGE, &error),
     };
     let delivered = Delivered::from(&posted.message);
+    if !posted.fresh && !reply.asked() {
+        // A retry whose first send was delivered already: only this socket needs it again.
+        if let Err(error) =
+            super::overflow::send_to(&socket, || socket.emit(NEW_MESSAGE, &delivered))
+        {
+            tracing::debug!(%error, "message not re-sent");
+        }
+    }
+    reply.ok(&delivered)
+}
+
+/// A send, from the session check to the broadcast of the stored message.
+async fn send_message<A: Adapter>(
+    app: Arc<App>,
+    socket: SocketRef<A>,
+    io: SocketIo<A>,
+    payload: Option<Value>,
+) -> Result<Sent, DomainError> {
+    let actor = current_actor(&app, &socket).await?;
+    // Counted before anything else is done with it: a refused message costs one lookup.
+    let socket_id = socket.id.to_string();
+    app.limits.take_message(&socket_id, actor.user_id).await?;
+    let payload = self::payload(payload)?;
+    if messaging::is_robot(&payload) {
+        return Ok(Sent::ToRobot(actor, payload));
+    }
+    let request = SendRequest::from_json(&payload)?;
+    let posted = messaging::post(&app.messages, &actor, &request).await?;
     if posted.fresh {
         // The room, and every device of the sender (the room may not hold them all). Before the
         // ack: a client that sends its next message once this one is acked has its messages
@@ -191,18 +257,12 @@ async fn post_message<A: Adapter>(
             conversation_room(posted.message.conversation_id),
             user_room(actor.user_id),
         ];
+        let delivered = Delivered::from(&posted.message);
         if let Err(error) = io.to(rooms).emit(NEW_MESSAGE, &delivered).await {
             tracing::warn!(%error, "broadcast of a stored message failed");
         }
-    } else if !reply.asked() {
-        // A retry whose first send was delivered already: only this socket needs it again.
-        if let Err(error) =
-            super::overflow::send_to(&socket, || socket.emit(NEW_MESSAGE, &delivered))
-        {
-            tracing::debug!(%error, "message not re-sent");
-        }
     }
-    reply.ok(&delivered);
+    Ok(Sent::Stored(posted))
 }
 
 async fn get_messages<A: Adapter>(
@@ -210,8 +270,8 @@ async fn get_messages<A: Adapter>(
     socket: SocketRef<A>,
     payload: Option<Value>,
     reply: Reply<A>,
-) {
-    let history = async {
+) -> Outcome {
+    let history = limited(app, GET_MESSAGES, async {
         let actor = current_actor(app, &socket).await?;
         let payload = self::payload(payload)?;
         if messaging::is_robot_conversation(&payload) {
@@ -221,7 +281,7 @@ async fn get_messages<A: Adapter>(
         let mut conn = app.db.get().await?;
         let history = messaging::history(&mut conn, &actor, &request).await?;
         serde_json::to_value(history).map_err(|e| DomainError::Internal(e.to_string()))
-    }
+    })
     .await;
     match history {
         Ok(history) => reply.ok(&history),

@@ -9,6 +9,7 @@ mod overflow;
 mod presence;
 mod pubsub;
 mod robot;
+mod telemetry;
 pub mod transport;
 
 use std::sync::Arc;
@@ -32,6 +33,7 @@ use crate::app::App;
 use crate::domain::DomainError;
 use crate::domain::robot::Robot;
 use overflow::{Guarded, GuardedState, Overflow, Remote};
+pub use telemetry::Outcome;
 
 /// Largest Engine.IO packet (a WebSocket message, or a long-polling POST), in bytes. A message
 /// body is at most 64 KiB of JSON (docs/protocol.md §3.3); twice that leaves room for the event's
@@ -100,10 +102,11 @@ pub fn attach(router: Router<Arc<App>>, app: &Arc<App>) -> anyhow::Result<Router
             })
             .build_layer();
         register(&io, app, &overflow);
+        count_sockets(&io, app);
         start_watchers(io, app, &overflow);
         return Ok(router.layer(layer).layer(map_request(detach)));
     };
-    let pubsub = pubsub::PubSub::connect(url)?;
+    let pubsub = pubsub::PubSub::connect(url, app.config.redis_timeout())?;
     pubsub.watch();
     let prefix = format!("{}socket.io", app.config.redis_prefix);
     let adapter = RedisAdapterCtr::new_with_driver(
@@ -119,6 +122,7 @@ pub fn attach(router: Router<Arc<App>>, app: &Arc<App>) -> anyhow::Result<Router
         remote: Some(Remote { pubsub, prefix }),
     };
     let (layer, io) = builder.with_adapter::<RedisAdapter>(state).build_layer();
+    count_sockets(&io, app);
     // The namespace exists once its Redis channels are subscribed. Until then (Redis down at
     // start) the server serves REST, reports itself unready and refuses sockets.
     tokio::spawn({
@@ -213,6 +217,13 @@ fn configured() -> SocketIoBuilder {
         .with_parser(parser)
 }
 
+/// `/metrics` counts this process's sockets from socketioxide itself at each scrape.
+fn count_sockets<A: Adapter>(io: &SocketIo<A>, app: &Arc<App>) {
+    let io = io.clone();
+    app.telemetry
+        .count_sockets_with(move || telemetry::count(&io));
+}
+
 fn start_watchers<A: Adapter>(io: SocketIo<A>, app: &Arc<App>, overflow: &Arc<Overflow>) {
     overflow.start_closing(io.clone());
     presence::keep_alive(io.clone(), Arc::downgrade(app));
@@ -284,15 +295,16 @@ impl<A: Adapter> Reply<A> {
     }
 
     /// Acks `data` if the client asked.
-    pub fn ok<T: serde::Serialize + ?Sized>(self, data: &T) {
+    pub fn ok<T: serde::Serialize + ?Sized>(self, data: &T) -> Outcome {
         let Reply { ack, socket, .. } = self;
         if let Err(error) = overflow::send_to(&socket, || ack.send(data)) {
             tracing::debug!(%error, "ack not sent");
         }
+        Outcome::Ok
     }
 
     /// Tells the client why `event` failed.
-    pub fn fail(self, socket: &SocketRef<A>, event: &str, error: &DomainError) {
+    pub fn fail(self, socket: &SocketRef<A>, event: &str, error: &DomainError) -> Outcome {
         let payload = error_payload(event, error);
         let Reply { ack, asked, .. } = self;
         let sent = overflow::send_to(socket, || {
@@ -310,6 +322,10 @@ impl<A: Adapter> Reply<A> {
             if let Err(error) = socket.clone().disconnect() {
                 tracing::debug!(%error, "socket already gone");
             }
+        }
+        match error {
+            DomainError::Internal(_) | DomainError::Unavailable(_) => Outcome::Error,
+            _ => Outcome::Refused,
         }
     }
 }

@@ -208,6 +208,7 @@ impl Overflow {
         if let Some(connection) = connection {
             connection.cut();
         }
+        metrics::counter!(crate::telemetry::SOCKETS_DROPPED).increment(1);
         tracing::warn!(
             socket = %sid,
             user_id,

@@ -39,9 +39,6 @@ struct BroadcastTaker {
 
 type Takers = Arc<RwLock<Vec<BroadcastTaker>>>;
 
-/// How long one Redis command may take: a broadcast while Redis is down fails after this.
-const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often the connection is checked. A reconnection only starts when a command fails, so a
 /// quiet process would otherwise stay unsubscribed after a Redis restart until it next broadcast.
 const WATCH_INTERVAL: Duration = Duration::from_secs(1);
@@ -56,7 +53,9 @@ pub struct PubSub {
 impl PubSub {
     /// Connects lazily (the process starts while Redis is down, and reports itself unready) over
     /// RESP3, which carries published messages on the same connection as commands.
-    pub fn connect(url: &str) -> redis::RedisResult<PubSub> {
+    /// `limit` (IM_REDIS_TIMEOUT) bounds each command and each attempt to connect: a broadcast
+    /// while Redis is down or stalled fails after it.
+    pub fn connect(url: &str, limit: Duration) -> redis::RedisResult<PubSub> {
         let info = url.into_connection_info()?;
         let settings = info
             .redis_settings()
@@ -66,8 +65,8 @@ impl PubSub {
         let subscribers = Subscribers::default();
         let takers = Takers::default();
         let config = ConnectionManagerConfig::new()
-            .set_response_timeout(Some(RESPONSE_TIMEOUT))
-            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(Some(limit))
+            .set_connection_timeout(Some(limit))
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_millis(500))
             .set_automatic_resubscription()
@@ -190,11 +189,18 @@ impl Driver for PubSub {
     type Error = redis::RedisError;
 
     async fn publish(&self, chan: String, val: Vec<u8>) -> Result<(), Self::Error> {
-        redis::cmd("PUBLISH")
+        let published = redis::cmd("PUBLISH")
             .arg(chan)
             .arg(val)
             .query_async::<()>(&mut self.conn.clone())
-            .await
+            .await;
+        if let Err(error) = &published {
+            metrics::counter!(crate::telemetry::REDIS_PUBLISH_ERRORS).increment(1);
+            if error.is_timeout() {
+                crate::timeouts::count(crate::timeouts::Limited::Redis);
+            }
+        }
+        published
     }
 
     async fn subscribe(

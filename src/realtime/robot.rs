@@ -7,7 +7,7 @@ use serde_json::Value;
 use socketioxide::adapter::Adapter;
 use socketioxide::extract::SocketRef;
 
-use super::{NEW_MESSAGE, Reply};
+use super::{NEW_MESSAGE, Outcome, Reply};
 use crate::domain::Actor;
 use crate::domain::robot::{self, Robot};
 
@@ -18,7 +18,7 @@ pub fn converse<A: Adapter>(
     actor: &Actor,
     payload: Value,
     reply: Reply<A>,
-) {
+) -> Outcome {
     let question = match robot::Question::from_json(&payload) {
         Ok(question) => question,
         Err(error) => return reply.fail(&socket, NEW_MESSAGE, &error),
@@ -26,7 +26,7 @@ pub fn converse<A: Adapter>(
     if let Err(error) = super::overflow::send_to(&socket, || socket.emit(NEW_MESSAGE, &payload)) {
         tracing::debug!(%error, "robot echo not sent");
     }
-    reply.ok(&payload);
+    let outcome = reply.ok(&payload);
     let user_id = actor.user_id;
     // The answer may wait on an outside service: it must hold up neither this socket's other
     // events nor anyone else's.
@@ -39,4 +39,5 @@ pub fn converse<A: Adapter>(
             tracing::debug!(%error, "robot answer not sent");
         }
     });
+    outcome
 }

@@ -49,7 +49,7 @@ redis.call('SET', KEYS[1], string.format('%.0f', next), 'PX', math.max(1, math.c
 return 0";
 
 fn unavailable(error: redis::RedisError) -> SessionError {
-    SessionError::Unavailable(error.to_string())
+    SessionError::Unavailable(super::redis_failure(&error))
 }
 
 fn micros(duration: Duration) -> u64 {

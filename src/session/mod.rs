@@ -38,6 +38,16 @@ pub trait SessionStore: Send + Sync + 'static {
     async fn revoke_user(&self, user_id: i32) -> Result<usize, SessionError>;
 }
 
+/// The text of a failed Redis command. One that ran out of its time (IM_REDIS_TIMEOUT) says so
+/// and is counted in `im_timeouts_total{what="redis"}`.
+pub(crate) fn redis_failure(error: &::redis::RedisError) -> String {
+    if error.is_timeout() {
+        crate::timeouts::count(crate::timeouts::Limited::Redis);
+        return format!("Redis command timed out: {error}");
+    }
+    error.to_string()
+}
+
 /// 256 random bits from the thread-local CSPRNG, hex-encoded.
 pub fn new_session_id() -> String {
     hex::encode(rand::rng().random::<[u8; 32]>())

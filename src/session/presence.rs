@@ -123,7 +123,7 @@ fn script(body: &str) -> redis::Script {
 }
 
 fn unavailable(error: redis::RedisError) -> DomainError {
-    DomainError::Unavailable(format!("presence: {error}"))
+    DomainError::Unavailable(format!("presence: {}", super::redis_failure(&error)))
 }
 
 impl RedisPresence {

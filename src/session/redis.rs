@@ -23,24 +23,21 @@ pub struct RedisSessions {
     revoke_user: redis::Script,
 }
 
-/// How long one Redis command may take before the request is told the store is unavailable.
-const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// Opens a Redis connection manager that connects lazily and reconnects by itself, with short
-/// timeouts so that a Redis outage fails requests fast instead of hanging them.
-pub fn connect(url: &str) -> Result<ConnectionManager, redis::RedisError> {
+/// Opens a Redis connection manager that connects lazily and reconnects by itself. `limit`
+/// (IM_REDIS_TIMEOUT) bounds each command and each attempt to connect, so that a Redis outage
+/// or stall fails requests fast instead of hanging them.
+pub fn connect(url: &str, limit: Duration) -> Result<ConnectionManager, redis::RedisError> {
     let client = redis::Client::open(url)?;
     let config = ConnectionManagerConfig::new()
-        .set_response_timeout(Some(RESPONSE_TIMEOUT))
-        .set_connection_timeout(Some(CONNECT_TIMEOUT))
+        .set_response_timeout(Some(limit))
+        .set_connection_timeout(Some(limit))
         .set_number_of_retries(1)
         .set_max_delay(Duration::from_millis(500));
     ConnectionManager::new_lazy_with_config(client, config)
 }
 
 fn unavailable(error: redis::RedisError) -> SessionError {
-    SessionError::Unavailable(error.to_string())
+    SessionError::Unavailable(super::redis_failure(&error))
 }
 
 fn hash(id: &str) -> String {

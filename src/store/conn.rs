@@ -128,9 +128,23 @@ pub fn sqlite_path(url: &str) -> &str {
 }
 
 /// Per-connection settings: WAL so readers never wait for the writer, a busy timeout so writers
-/// queue instead of failing, and foreign keys, which SQLite leaves off by default.
-const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-     PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;";
+/// queue instead of failing (up to the call limit: then "database is locked", which is
+/// unavailable), and foreign keys, which SQLite leaves off by default.
+fn sqlite_pragmas(busy: Duration) -> String {
+    format!(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+         PRAGMA busy_timeout = {}; PRAGMA foreign_keys = ON;",
+        busy.as_millis()
+    )
+}
+
+/// Per-connection settings of PostgreSQL under a call limit: the server itself cancels a
+/// statement that runs, or waits for a lock, longer than that, so that nothing of it keeps
+/// running (and holding locks) after the caller was told the database is unavailable.
+fn pg_limits(limit: Duration) -> String {
+    let ms = limit.as_millis();
+    format!("SET statement_timeout = {ms}; SET lock_timeout = {ms};")
+}
 
 /// Readies the process and the file system for opening the SQLite database at `path`: the
 /// library configured, the file's directory created. Only the last directory is created (the
@@ -203,8 +217,11 @@ pub enum DbConn {
     Postgres(deadpool::Object<PgConn>),
 }
 
-/// How long a request waits for a free connection before it is told the database is busy.
+/// How long a request waits for a free connection before it is told the database is busy,
+/// without a call limit (the commands of the CLI); the server uses IM_DB_TIMEOUT.
 const POOL_WAIT: Duration = Duration::from_secs(5);
+/// SQLite's busy timeout without a call limit.
+const BUSY_WAIT: Duration = Duration::from_secs(5);
 /// How long opening a new connection may take before the database counts as down.
 const CONNECT_WAIT: Duration = Duration::from_secs(3);
 /// How long the check of an idle connection (`SELECT 1` on checkout) may take. Without a limit,
@@ -214,8 +231,20 @@ const CHECK_WAIT: Duration = Duration::from_secs(2);
 
 impl Db {
     /// Builds the pool. Connections are opened lazily; call [`Db::ping`] to check reachability.
-    pub fn connect(url: &str, pool_size: usize) -> Result<Self, StoreError> {
+    ///
+    /// `call_limit` bounds every database call (IM_DB_TIMEOUT): the wait for a connection, for
+    /// opening or checking one, for a lock, and on PostgreSQL each statement, which the server
+    /// cancels past it. `None` (the CLI's one-off commands, which may bulk-load) keeps the
+    /// default waits and lets statements run as long as they take.
+    pub fn connect(
+        url: &str,
+        pool_size: usize,
+        call_limit: Option<Duration>,
+    ) -> Result<Self, StoreError> {
         let build_err = |e: deadpool::BuildError| StoreError::Config(e.to_string());
+        let pool_wait = call_limit.unwrap_or(POOL_WAIT);
+        let connect_wait = call_limit.map_or(CONNECT_WAIT, |limit| limit.min(CONNECT_WAIT));
+        let check_wait = call_limit.map_or(CHECK_WAIT, |limit| limit.min(CHECK_WAIT));
         Ok(match Backend::of_url(url)? {
             Backend::Sqlite => {
                 let path = sqlite_path(url).to_owned();
@@ -224,11 +253,13 @@ impl Db {
                 // No `SELECT 1` on every checkout: an embedded database cannot have gone away
                 // under an idle connection, and the check was a thread hand-off of its own.
                 config.recycling_method = RecyclingMethod::Fast;
-                config.custom_setup = Box::new(|path| {
+                let pragmas = sqlite_pragmas(call_limit.unwrap_or(BUSY_WAIT));
+                config.custom_setup = Box::new(move |path| {
                     let path = path.to_owned();
+                    let pragmas = pragmas.clone();
                     Box::pin(async move {
                         let mut conn = SqliteConn::establish(&path).await?;
-                        conn.batch_execute(SQLITE_PRAGMAS)
+                        conn.batch_execute(&pragmas)
                             .await
                             .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
                         Ok(conn)
@@ -238,22 +269,37 @@ impl Db {
                 Db::Sqlite(
                     deadpool::Pool::builder(manager)
                         .max_size(pool_size)
-                        .wait_timeout(Some(POOL_WAIT))
-                        .create_timeout(Some(CONNECT_WAIT))
-                        .recycle_timeout(Some(CHECK_WAIT))
+                        .wait_timeout(Some(pool_wait))
+                        .create_timeout(Some(connect_wait))
+                        .recycle_timeout(Some(check_wait))
                         .runtime(::deadpool::Runtime::Tokio1)
                         .build()
                         .map_err(build_err)?,
                 )
             }
             Backend::Postgres => {
-                let manager = AsyncDieselConnectionManager::<PgConn>::new(url);
+                let mut config = ManagerConfig::<PgConn>::default();
+                if let Some(limit) = call_limit {
+                    let limits = pg_limits(limit);
+                    config.custom_setup = Box::new(move |url| {
+                        let url = url.to_owned();
+                        let limits = limits.clone();
+                        Box::pin(async move {
+                            let mut conn = PgConn::establish(&url).await?;
+                            conn.batch_execute(&limits)
+                                .await
+                                .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+                            Ok(conn)
+                        })
+                    });
+                }
+                let manager = AsyncDieselConnectionManager::new_with_config(url, config);
                 Db::Postgres(
                     deadpool::Pool::builder(manager)
                         .max_size(pool_size)
-                        .wait_timeout(Some(POOL_WAIT))
-                        .create_timeout(Some(CONNECT_WAIT))
-                        .recycle_timeout(Some(CHECK_WAIT))
+                        .wait_timeout(Some(pool_wait))
+                        .create_timeout(Some(connect_wait))
+                        .recycle_timeout(Some(check_wait))
                         .runtime(::deadpool::Runtime::Tokio1)
                         .build()
                         .map_err(build_err)?,
@@ -266,6 +312,14 @@ impl Db {
         match self {
             Db::Sqlite(_) => Backend::Sqlite,
             Db::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// The pool's connections now (for `/metrics`: read from the pool, not counted by hand).
+    pub fn pool_status(&self) -> ::deadpool::Status {
+        match self {
+            Db::Sqlite(pool) => pool.status(),
+            Db::Postgres(pool) => pool.status(),
         }
     }
 
@@ -317,6 +371,15 @@ macro_rules! db_run {
 pub type TxFuture<'c, T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'c>>;
 
 impl DbConn {
+    /// Closes the connection instead of returning it to its pool: for one whose session settings
+    /// no longer are the pool's.
+    pub(super) fn close(self) {
+        match self {
+            DbConn::Sqlite(conn) => drop(deadpool::Object::take(conn)),
+            DbConn::Postgres(conn) => drop(deadpool::Object::take(conn)),
+        }
+    }
+
     /// Runs `body` in one transaction: committed if it returns `Ok`, rolled back otherwise.
     ///
     /// On SQLite the transaction is `BEGIN IMMEDIATE`: it takes the write lock up front, so two

@@ -56,6 +56,10 @@ fn apply<DB: diesel::backend::Backend>(
 /// Held while a process writes its start-up data, so processes that start together don't both
 /// find "no roles yet" or "no users yet" and insert twice. On PostgreSQL a session advisory lock
 /// (freed by the database if the process dies); SQLite's immediate transactions already serialize.
+///
+/// The lock's connection waits without the pool's statement limit (another process's start-up
+/// may take longer than one call), so it never goes back to the pool: it is closed on release,
+/// or when the lock is dropped on an error path, which frees the lock too.
 pub struct StartupLock {
     conn: Option<DbConn>,
 }
@@ -70,16 +74,44 @@ impl StartupLock {
         use diesel_async::SimpleAsyncConnection;
         let mut conn = db.get().await?;
         let lock = &mut conn;
-        db_run!(lock: { lock.batch_execute(&format!("SELECT pg_advisory_lock({PG_STARTUP_LOCK})")).await?; });
+        let locked = async {
+            db_run!(lock: {
+                lock.batch_execute(&format!(
+                    "SET statement_timeout = 0; SET lock_timeout = 0; \
+                     SELECT pg_advisory_lock({PG_STARTUP_LOCK})"
+                ))
+                .await?;
+            });
+            Ok::<_, StoreError>(())
+        }
+        .await;
+        if let Err(error) = locked {
+            conn.close();
+            return Err(error);
+        }
         Ok(Self { conn: Some(conn) })
     }
 
-    pub async fn release(self) -> Result<(), StoreError> {
+    pub async fn release(mut self) -> Result<(), StoreError> {
         use diesel_async::SimpleAsyncConnection;
-        if let Some(mut conn) = self.conn {
+        if let Some(mut conn) = self.conn.take() {
             let lock = &mut conn;
-            db_run!(lock: { lock.batch_execute(&format!("SELECT pg_advisory_unlock({PG_STARTUP_LOCK})")).await?; });
+            let unlocked = async {
+                db_run!(lock: { lock.batch_execute(&format!("SELECT pg_advisory_unlock({PG_STARTUP_LOCK})")).await?; });
+                Ok::<_, StoreError>(())
+            }
+            .await;
+            conn.close();
+            unlocked?;
         }
         Ok(())
+    }
+}
+
+impl Drop for StartupLock {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            conn.close();
+        }
     }
 }

@@ -26,6 +26,8 @@ pub use conn::{Backend, Db, DbConn, PgConn, SqliteConn, TxFuture, on_one_thread,
 
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
+use crate::timeouts::Limited;
+
 /// What can go wrong below the domain, already sorted into the cases callers act on.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -70,6 +72,10 @@ impl From<DieselError> for StoreError {
             DieselError::DatabaseError(DatabaseErrorKind::ReadOnlyTransaction, info) => {
                 StoreError::Unavailable(info.message().to_owned())
             }
+            DieselError::DatabaseError(_, info) if timed_out(info.message()) => {
+                crate::timeouts::count(Limited::Database);
+                StoreError::Unavailable(format!("database call timed out: {}", info.message()))
+            }
             DieselError::DatabaseError(_, info) if cannot_write(info.message()) => {
                 StoreError::Unavailable(info.message().to_owned())
             }
@@ -78,14 +84,27 @@ impl From<DieselError> for StoreError {
     }
 }
 
+/// Whether a database error says the call ran out of time (IM_DB_TIMEOUT): SQLite's busy timeout
+/// passed with the database still locked (SQLITE_BUSY, which diesel maps to `Unknown`), or
+/// PostgreSQL cancelled the statement for its statement_timeout or lock_timeout (diesel has no
+/// kind for SQLSTATE 57014 or 55P03 either).
+fn timed_out(message: &str) -> bool {
+    [
+        "database is locked",
+        "canceling statement due to statement timeout",
+        "canceling statement due to lock timeout",
+    ]
+    .iter()
+    .any(|sign| message.contains(sign))
+}
+
 /// Whether a database error says that nothing can be written now. SQLite reports these only
-/// by message (diesel maps SQLITE_FULL, SQLITE_READONLY, SQLITE_BUSY and SQLITE_IOERR to
-/// `Unknown`); PostgreSQL's disk-full errors carry the system's message.
+/// by message (diesel maps SQLITE_FULL, SQLITE_READONLY and SQLITE_IOERR to `Unknown`);
+/// PostgreSQL's disk-full errors carry the system's message.
 fn cannot_write(message: &str) -> bool {
     [
         "database or disk is full",
         "readonly database",
-        "database is locked",
         "disk I/O error",
         "No space left on device",
         "read-only transaction",
@@ -96,6 +115,11 @@ fn cannot_write(message: &str) -> bool {
 
 impl From<diesel_async::pooled_connection::deadpool::PoolError> for StoreError {
     fn from(error: diesel_async::pooled_connection::deadpool::PoolError) -> Self {
+        // No connection free, or none opened or checked, within the call limit.
+        if matches!(error, ::deadpool::managed::PoolError::Timeout(_)) {
+            crate::timeouts::count(Limited::Database);
+            return StoreError::Unavailable(format!("database call timed out: {error}"));
+        }
         StoreError::Unavailable(error.to_string())
     }
 }

@@ -8,6 +8,7 @@ use diesel::prelude::*;
 use diesel::sql_types::Timestamp;
 use diesel::sqlite::{Sqlite, SqliteType, SqliteValue};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::schema::*;
 
@@ -42,20 +43,23 @@ impl FromSql<Timestamp, Pg> for StoredTime {
     }
 }
 
-#[derive(Debug, Clone, Queryable, Selectable, Identifiable, Serialize)]
+#[derive(Debug, Clone, Queryable, Selectable, Identifiable, Serialize, ToSchema)]
 #[diesel(table_name = users)]
 #[serde(rename_all = "camelCase")]
 pub struct User {
     pub id: i32,
+    #[schema(pattern = "^(local|github)$")]
     pub provider: String,
     pub username: String,
     /// Never leaves the server.
     #[serde(skip)]
     pub password: Option<String>,
     #[serde(serialize_with = "crate::time::serialize")]
+    #[schema(value_type = crate::time::WireTime)]
     #[diesel(deserialize_as = StoredTime)]
     pub created_at: NaiveDateTime,
     #[serde(serialize_with = "crate::time::serialize")]
+    #[schema(value_type = crate::time::WireTime)]
     #[diesel(deserialize_as = StoredTime)]
     pub updated_at: NaiveDateTime,
 }
@@ -71,7 +75,7 @@ pub struct NewUser<'a> {
     pub updated_at: NaiveDateTime,
 }
 
-#[derive(Debug, Clone, Queryable, Selectable, Identifiable, Serialize)]
+#[derive(Debug, Clone, Queryable, Selectable, Identifiable, Serialize, ToSchema)]
 #[diesel(table_name = user_infos)]
 #[serde(rename_all = "camelCase")]
 pub struct UserInfo {
@@ -81,9 +85,11 @@ pub struct UserInfo {
     pub photo: String,
     pub sign: Option<String>,
     #[serde(serialize_with = "crate::time::serialize")]
+    #[schema(value_type = crate::time::WireTime)]
     #[diesel(deserialize_as = StoredTime)]
     pub created_at: NaiveDateTime,
     #[serde(serialize_with = "crate::time::serialize")]
+    #[schema(value_type = crate::time::WireTime)]
     #[diesel(deserialize_as = StoredTime)]
     pub updated_at: NaiveDateTime,
 }
@@ -100,7 +106,7 @@ pub struct NewUserInfo<'a> {
 }
 
 /// A role of the RBAC model (docs/protocol.md §3.2 `role`).
-#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Identifiable, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Identifiable, Serialize, ToSchema)]
 #[diesel(table_name = roles)]
 #[serde(rename_all = "camelCase")]
 pub struct Role {
@@ -110,9 +116,11 @@ pub struct Role {
     #[serde(rename = "desc")]
     pub description: String,
     #[serde(serialize_with = "crate::time::serialize")]
+    #[schema(value_type = crate::time::WireTime)]
     #[diesel(deserialize_as = StoredTime)]
     pub created_at: NaiveDateTime,
     #[serde(serialize_with = "crate::time::serialize")]
+    #[schema(value_type = crate::time::WireTime)]
     #[diesel(deserialize_as = StoredTime)]
     pub updated_at: NaiveDateTime,
 }
@@ -128,7 +136,7 @@ pub struct NewRole<'a> {
 }
 
 /// A right of the RBAC model (docs/protocol.md §3.2 `right`).
-#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Identifiable, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Identifiable, Serialize, ToSchema)]
 #[diesel(table_name = rights)]
 #[serde(rename_all = "camelCase")]
 pub struct Right {
@@ -138,9 +146,11 @@ pub struct Right {
     #[serde(rename = "desc")]
     pub description: String,
     #[serde(serialize_with = "crate::time::serialize")]
+    #[schema(value_type = crate::time::WireTime)]
     #[diesel(deserialize_as = StoredTime)]
     pub created_at: NaiveDateTime,
     #[serde(serialize_with = "crate::time::serialize")]
+    #[schema(value_type = crate::time::WireTime)]
     #[diesel(deserialize_as = StoredTime)]
     pub updated_at: NaiveDateTime,
 }
@@ -155,14 +165,16 @@ pub struct NewRight<'a> {
     pub updated_at: NaiveDateTime,
 }
 
-#[derive(Debug, Clone, Queryable, Selectable, Identifiable, Serialize)]
+#[derive(Debug, Clone, Queryable, Selectable, Identifiable, Serialize, ToSchema)]
 #[diesel(table_name = conversations)]
 #[serde(rename_all = "camelCase")]
 pub struct Conversation {
     pub id: i32,
     #[serde(rename = "type")]
+    #[schema(pattern = "^(chat|groupchat)$")]
     pub kind: String,
     #[serde(serialize_with = "crate::time::serialize")]
+    #[schema(value_type = crate::time::WireTime)]
     #[diesel(deserialize_as = StoredTime)]
     pub active_time: NaiveDateTime,
     pub active: bool,
@@ -170,9 +182,11 @@ pub struct Conversation {
     #[serde(skip)]
     pub last_seq: i64,
     #[serde(serialize_with = "crate::time::serialize")]
+    #[schema(value_type = crate::time::WireTime)]
     #[diesel(deserialize_as = StoredTime)]
     pub created_at: NaiveDateTime,
     #[serde(serialize_with = "crate::time::serialize")]
+    #[schema(value_type = crate::time::WireTime)]
     #[diesel(deserialize_as = StoredTime)]
     pub updated_at: NaiveDateTime,
 }
@@ -187,7 +201,7 @@ pub struct NewConversation<'a> {
     pub updated_at: NaiveDateTime,
 }
 
-#[derive(Debug, Clone, Queryable, Selectable, Identifiable, Serialize)]
+#[derive(Debug, Clone, Queryable, Selectable, Identifiable, Serialize, ToSchema)]
 #[diesel(table_name = groups)]
 #[serde(rename_all = "camelCase")]
 pub struct Group {
@@ -200,9 +214,11 @@ pub struct Group {
     pub owner_id: i32,
     pub conversation_id: i32,
     #[serde(serialize_with = "crate::time::serialize")]
+    #[schema(value_type = crate::time::WireTime)]
     #[diesel(deserialize_as = StoredTime)]
     pub created_at: NaiveDateTime,
     #[serde(serialize_with = "crate::time::serialize")]
+    #[schema(value_type = crate::time::WireTime)]
     #[diesel(deserialize_as = StoredTime)]
     pub updated_at: NaiveDateTime,
 }
@@ -219,7 +235,7 @@ pub struct NewGroup<'a> {
     pub updated_at: NaiveDateTime,
 }
 
-#[derive(Debug, Clone, Queryable, Selectable, Identifiable, Serialize)]
+#[derive(Debug, Clone, Queryable, Selectable, Identifiable, Serialize, ToSchema)]
 #[diesel(table_name = friends)]
 #[serde(rename_all = "camelCase")]
 pub struct Friend {
@@ -228,9 +244,11 @@ pub struct Friend {
     pub friend_id: i32,
     pub conversation_id: i32,
     #[serde(serialize_with = "crate::time::serialize")]
+    #[schema(value_type = crate::time::WireTime)]
     #[diesel(deserialize_as = StoredTime)]
     pub created_at: NaiveDateTime,
     #[serde(serialize_with = "crate::time::serialize")]
+    #[schema(value_type = crate::time::WireTime)]
     #[diesel(deserialize_as = StoredTime)]
     pub updated_at: NaiveDateTime,
 }
@@ -245,21 +263,24 @@ pub struct NewFriend {
     pub updated_at: NaiveDateTime,
 }
 
-#[derive(Debug, Clone, Queryable, Selectable, Identifiable, Serialize)]
+#[derive(Debug, Clone, Queryable, Selectable, Identifiable, Serialize, ToSchema)]
 #[diesel(table_name = applies)]
 #[serde(rename_all = "camelCase")]
 pub struct Apply {
     pub id: i32,
     #[serde(rename = "type")]
+    #[schema(pattern = "^(user|group)$")]
     pub kind: String,
     pub from_id: i32,
     pub to_id: i32,
     pub user_id: i32,
     pub has_handled: bool,
     #[serde(serialize_with = "crate::time::serialize")]
+    #[schema(value_type = crate::time::WireTime)]
     #[diesel(deserialize_as = StoredTime)]
     pub created_at: NaiveDateTime,
     #[serde(serialize_with = "crate::time::serialize")]
+    #[schema(value_type = crate::time::WireTime)]
     #[diesel(deserialize_as = StoredTime)]
     pub updated_at: NaiveDateTime,
 }

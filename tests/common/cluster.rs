@@ -370,6 +370,19 @@ impl PrivateRedis {
         }
     }
 
+    /// Freezes the server (SIGSTOP) until the guard is dropped: connections stay open and the
+    /// kernel still accepts data, but no command is answered, as with a Redis stalled on a slow
+    /// disk or a long script.
+    pub fn freeze(&self) -> FrozenRedis {
+        let pid = self.child.as_ref().expect("private Redis running").id();
+        let stopped = Command::new("kill")
+            .args(["-STOP", &pid.to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(stopped, "private Redis frozen");
+        FrozenRedis(pid)
+    }
+
     fn answers(&self) -> bool {
         let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", self.port)) else {
             return false;
@@ -379,6 +392,17 @@ impl PrivateRedis {
         stream.write_all(b"PING\r\n").is_ok()
             && stream.read_exact(&mut reply).is_ok()
             && &reply == b"+PONG\r\n"
+    }
+}
+
+/// A frozen private Redis, let go (SIGCONT) when dropped, even by a failing test.
+pub struct FrozenRedis(u32);
+
+impl Drop for FrozenRedis {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-CONT", &self.0.to_string()])
+            .status();
     }
 }
 

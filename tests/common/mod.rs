@@ -4,6 +4,7 @@
 
 pub mod cluster;
 pub mod original;
+pub mod scrape;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};

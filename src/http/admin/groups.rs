@@ -2,37 +2,42 @@
 
 use std::sync::Arc;
 
-use axum::Router;
 use axum::extract::State;
-use axum::routing::{get, put};
 use serde::Deserialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::{PageQuery, Params};
 use crate::app::App;
 use crate::domain::admin::{self, GroupFlag, Listing};
 use crate::http::envelope::{ApiResult, ok};
 use crate::http::extract::{Admin, Body};
+use crate::http::openapi::{AdminReads, AdminWrites, Answer, Null};
 use crate::store::models::Group;
 
-pub fn router() -> Router<Arc<App>> {
-    Router::new()
-        .route("/groups", get(list_groups))
-        .route("/groups/disabled", put(update_group_disabled))
-        .route("/groups/mute", put(update_group_mute))
+pub fn router() -> OpenApiRouter<Arc<App>> {
+    OpenApiRouter::default()
+        .routes(routes!(list_groups))
+        .routes(routes!(update_group_disabled))
+        .routes(routes!(update_group_mute))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct DisabledBody {
     id: i32,
     disabled: bool,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct MuteBody {
     id: i32,
     mute: bool,
 }
 
+/// A page of all groups.
+#[utoipa::path(get, path = "/groups", tag = "admin", params(PageQuery),
+    responses((status = 200, description = "`{count, rows}`; or a malformed paging or sorter",
+               body = Answer<Listing<Group>>), AdminReads))]
 async fn list_groups(
     State(app): State<Arc<App>>,
     Admin(admin): Admin,
@@ -41,6 +46,10 @@ async fn list_groups(
     ok(admin::list_groups(&app, &admin, &query.into()).await?)
 }
 
+/// Disbands (or restores) a group.
+#[utoipa::path(put, path = "/groups/disabled", tag = "admin", request_body = DisabledBody,
+    responses((status = 200, description = "`data` null; or `群组不存在`", body = Answer<Null>),
+              AdminWrites))]
 async fn update_group_disabled(
     State(app): State<Arc<App>>,
     Admin(admin): Admin,
@@ -50,6 +59,10 @@ async fn update_group_disabled(
     ok(())
 }
 
+/// Stops (or allows) posting in a group.
+#[utoipa::path(put, path = "/groups/mute", tag = "admin", request_body = MuteBody,
+    responses((status = 200, description = "`data` null; or `群组不存在`", body = Answer<Null>),
+              AdminWrites))]
 async fn update_group_mute(
     State(app): State<Arc<App>>,
     Admin(admin): Admin,

@@ -8,15 +8,15 @@ mod users;
 
 use std::sync::Arc;
 
-use axum::Router;
 use serde::Deserialize;
+use utoipa_axum::router::OpenApiRouter;
 
 pub use super::extract::Params;
 use crate::app::App;
 use crate::domain::admin::PageRequest;
 
-pub fn router() -> Router<Arc<App>> {
-    Router::new()
+pub fn router() -> OpenApiRouter<Arc<App>> {
+    OpenApiRouter::default()
         .merge(rights::router())
         .merge(roles::router())
         .merge(groups::router())
@@ -24,11 +24,16 @@ pub fn router() -> Router<Arc<App>> {
 }
 
 /// Paging and sorting as the admin front end sends them: all strings, all optional.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(rename_all = "camelCase")]
 pub struct PageQuery {
+    /// Rows a page, 1 to 100 (default 10); empty means the default.
     page_size: Option<String>,
+    /// The page, from 1 (default 1); empty means the default.
     page_number: Option<String>,
+    /// A JSON object naming one key and its direction, e.g. `{"createdAt":"descend"}`; absent,
+    /// empty, `{}` or unknown keys: by id.
     sorter: Option<String>,
 }
 
@@ -43,7 +48,7 @@ impl From<PageQuery> for PageRequest {
 }
 
 /// `{id}`: the body of a DELETE of one record.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct IdBody {
     pub id: i32,
 }

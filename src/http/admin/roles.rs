@@ -2,34 +2,33 @@
 
 use std::sync::Arc;
 
-use axum::Router;
 use axum::extract::State;
-use axum::routing::get;
 use serde::Deserialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::{PageQuery, Params};
 use crate::app::App;
 use crate::domain::admin::{self, Listing, RoleForm, RoleWithRights};
 use crate::http::envelope::{ApiResult, ok};
 use crate::http::extract::{Admin, Body};
+use crate::http::openapi::{AdminReads, AdminWrites, Answer, Null};
 use crate::store::models::Role;
 
-pub fn router() -> Router<Arc<App>> {
-    Router::new().route(
-        "/roles",
-        get(list_roles)
-            .post(create_role)
-            .put(update_role)
-            .delete(delete_roles),
-    )
+pub fn router() -> OpenApiRouter<Arc<App>> {
+    OpenApiRouter::default().routes(routes!(list_roles, create_role, update_role, delete_roles))
 }
 
-#[derive(Deserialize)]
+/// A role as an admin writes it; `rightIds` replace its rights, absent on `PUT` keeps them.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct RoleBody {
+    #[schema(min_length = 1, max_length = 64)]
     name: String,
+    #[schema(min_length = 1, max_length = 64)]
     key_name: String,
     #[serde(default)]
+    #[schema(max_length = 255)]
     desc: String,
     right_ids: Option<Vec<i32>>,
 }
@@ -45,18 +44,22 @@ impl From<RoleBody> for RoleForm {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct RoleUpdate {
     id: i32,
     #[serde(flatten)]
     role: RoleBody,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct RoleIds {
     ids: Vec<i32>,
 }
 
+/// A page of the roles, each with its rights.
+#[utoipa::path(get, path = "/roles", tag = "admin", params(PageQuery),
+    responses((status = 200, description = "`{count, rows}`; or a malformed paging or sorter",
+               body = Answer<Listing<RoleWithRights>>), AdminReads))]
 async fn list_roles(
     State(app): State<Arc<App>>,
     Admin(admin): Admin,
@@ -65,6 +68,10 @@ async fn list_roles(
     ok(admin::list_roles(&app, &admin, &query.into()).await?)
 }
 
+/// Creates a role.
+#[utoipa::path(post, path = "/roles", tag = "admin", request_body = RoleBody,
+    responses((status = 200, description = "the role; or `已有此角色名称或者关键字`, `权限不存在`, \
+               `参数校验失败`", body = Answer<Role>), AdminWrites))]
 async fn create_role(
     State(app): State<Arc<App>>,
     Admin(admin): Admin,
@@ -73,6 +80,10 @@ async fn create_role(
     ok(admin::create_role(&app, &admin, body.into()).await?)
 }
 
+/// Changes a role; a built-in one keeps its keyName, `admin` keeps its `admin` and `login` rights.
+#[utoipa::path(put, path = "/roles", tag = "admin", request_body = RoleUpdate,
+    responses((status = 200, description = "`data` null; or a refusal of docs/protocol.md §4.5",
+               body = Answer<Null>), AdminWrites))]
 async fn update_role(
     State(app): State<Arc<App>>,
     Admin(admin): Admin,
@@ -82,6 +93,10 @@ async fn update_role(
     ok(())
 }
 
+/// Deletes roles that are not built in; unknown ids are skipped.
+#[utoipa::path(delete, path = "/roles", tag = "admin", request_body = RoleIds,
+    responses((status = 200, description = "`data` null; or `内置角色不能删除或修改关键字`",
+               body = Answer<Null>), AdminWrites))]
 async fn delete_roles(
     State(app): State<Arc<App>>,
     Admin(admin): Admin,
