@@ -14,17 +14,17 @@ use diesel_async::RunQueryDsl;
 use super::schema::{conversations, friends, groups, user_groups, user_infos, user_roles, users};
 use super::{DbConn, StoreError};
 
-/// Rows per PostgreSQL statement: at most 7 columns × 1000 bind parameters, far below its
+/// Rows per PostgreSQL statement: with at most 8 columns, 8,000 bind parameters, far below its
 /// limit of 65535, and large enough that round trips stop mattering.
-const CHUNK: usize = 1000;
+pub(super) const CHUNK: usize = 1000;
 
 /// Inserts `rows` into `$table`, each backend its fastest way (see the module's comment); with
 /// `returning`, answers the returned columns of every row.
 macro_rules! insert_all {
     ($conn:expr, $table:path, $rows:ident) => {
         match $conn {
-            DbConn::Sqlite(conn) => {
-                on_sqlite(conn, move |conn| {
+            $crate::store::DbConn::Sqlite(conn) => {
+                $crate::store::bulk::on_sqlite(conn, move |conn| {
                     for row in $rows {
                         diesel::RunQueryDsl::execute(
                             diesel::insert_into($table).values(row),
@@ -35,12 +35,13 @@ macro_rules! insert_all {
                 })
                 .await
             }
-            DbConn::Postgres(conn) => {
-                for chunk in $rows.chunks(CHUNK) {
-                    diesel::insert_into($table)
-                        .values(chunk)
-                        .execute(&mut **conn)
-                        .await?;
+            $crate::store::DbConn::Postgres(conn) => {
+                for chunk in $rows.chunks($crate::store::bulk::CHUNK) {
+                    diesel_async::RunQueryDsl::execute(
+                        diesel::insert_into($table).values(chunk),
+                        &mut **conn,
+                    )
+                    .await?;
                 }
                 Ok(())
             }
@@ -48,8 +49,8 @@ macro_rules! insert_all {
     };
     ($conn:expr, $table:path, $rows:ident, returning $returned:expr) => {
         match $conn {
-            DbConn::Sqlite(conn) => {
-                on_sqlite(conn, move |conn| {
+            $crate::store::DbConn::Sqlite(conn) => {
+                $crate::store::bulk::on_sqlite(conn, move |conn| {
                     $rows
                         .into_iter()
                         .map(|row| {
@@ -62,15 +63,17 @@ macro_rules! insert_all {
                 })
                 .await
             }
-            DbConn::Postgres(conn) => {
+            $crate::store::DbConn::Postgres(conn) => {
                 let mut returned = Vec::with_capacity($rows.len());
-                for chunk in $rows.chunks(CHUNK) {
+                for chunk in $rows.chunks($crate::store::bulk::CHUNK) {
                     returned.extend(
-                        diesel::insert_into($table)
-                            .values(chunk)
-                            .returning($returned)
-                            .get_results(&mut **conn)
-                            .await?,
+                        diesel_async::RunQueryDsl::get_results(
+                            diesel::insert_into($table)
+                                .values(chunk)
+                                .returning($returned),
+                            &mut **conn,
+                        )
+                        .await?,
                     );
                 }
                 Ok(returned)
@@ -78,9 +81,11 @@ macro_rules! insert_all {
         }
     };
 }
+// The importer (`import.rs`) writes its tables the same way.
+pub(super) use insert_all;
 
 /// Runs `task` on the SQLite connection's own thread.
-async fn on_sqlite<R: Send + 'static>(
+pub(super) async fn on_sqlite<R: Send + 'static>(
     conn: &mut super::SqliteConn,
     task: impl FnOnce(&mut SqliteConnection) -> QueryResult<R> + Send + 'static,
 ) -> Result<R, StoreError> {

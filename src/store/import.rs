@@ -8,58 +8,17 @@
 //! transaction is as fast as SQLite writes.
 
 use chrono::NaiveDateTime;
-use diesel::SqliteConnection;
 use diesel::prelude::*;
 use diesel::sql_types::BigInt;
 use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
 
+use super::bulk::{CHUNK, insert_all};
 use super::schema::{
     applies, conversations, friends, groups, messages, rights, role_rights, roles, user_groups,
     user_infos, user_roles, users,
 };
 use super::{DbConn, StoreError};
 use crate::db_run;
-
-/// Rows per PostgreSQL statement: at most 8 columns × 1000 bind parameters, far below its limit
-/// of 65535.
-const CHUNK: usize = 1000;
-
-/// Inserts `rows` (a `Vec` of diesel insert tuples) into `$table`, each backend its fastest way.
-macro_rules! insert_rows {
-    ($conn:expr, $table:path, $rows:ident) => {
-        match $conn {
-            DbConn::Sqlite(conn) => {
-                on_sqlite(conn, move |conn| {
-                    for row in $rows {
-                        diesel::RunQueryDsl::execute(
-                            diesel::insert_into($table).values(row),
-                            conn,
-                        )?;
-                    }
-                    Ok(())
-                })
-                .await
-            }
-            DbConn::Postgres(conn) => {
-                for chunk in $rows.chunks(CHUNK) {
-                    diesel::insert_into($table)
-                        .values(chunk)
-                        .execute(&mut **conn)
-                        .await?;
-                }
-                Ok(())
-            }
-        }
-    };
-}
-
-/// Runs `task` on the SQLite connection's own thread.
-async fn on_sqlite<R: Send + 'static>(
-    conn: &mut super::SqliteConn,
-    task: impl FnOnce(&mut SqliteConnection) -> QueryResult<R> + Send + 'static,
-) -> Result<R, StoreError> {
-    Ok(conn.spawn_blocking(task).await?)
-}
 
 #[derive(QueryableByName)]
 struct Count {
@@ -186,7 +145,7 @@ pub async fn insert_rights(conn: &mut DbConn, rows: Vec<RbacRow>) -> Result<(), 
             )
         })
         .collect();
-    insert_rows!(conn, rights::table, rows)
+    insert_all!(conn, rights::table, rows)
 }
 
 pub async fn insert_roles(conn: &mut DbConn, rows: Vec<RbacRow>) -> Result<(), StoreError> {
@@ -203,7 +162,7 @@ pub async fn insert_roles(conn: &mut DbConn, rows: Vec<RbacRow>) -> Result<(), S
             )
         })
         .collect();
-    insert_rows!(conn, roles::table, rows)
+    insert_all!(conn, roles::table, rows)
 }
 
 /// Takes every right from the roles `role_ids`, before the import grants theirs.
@@ -230,7 +189,7 @@ pub async fn insert_role_rights(
             )
         })
         .collect();
-    insert_rows!(conn, role_rights::table, rows)
+    insert_all!(conn, role_rights::table, rows)
 }
 
 /// Gives roles: each pair is `(user_id, role_id)`.
@@ -242,7 +201,7 @@ pub async fn insert_user_roles(
         .into_iter()
         .map(|(user, role)| (user_roles::user_id.eq(user), user_roles::role_id.eq(role)))
         .collect();
-    insert_rows!(conn, user_roles::table, rows)
+    insert_all!(conn, user_roles::table, rows)
 }
 
 #[derive(Debug, Clone)]
@@ -271,7 +230,7 @@ pub async fn insert_users(conn: &mut DbConn, rows: Vec<UserRow>) -> Result<(), S
             )
         })
         .collect();
-    insert_rows!(conn, users::table, rows)
+    insert_all!(conn, users::table, rows)
 }
 
 #[derive(Debug, Clone)]
@@ -303,7 +262,7 @@ pub async fn insert_user_infos(
             )
         })
         .collect();
-    insert_rows!(conn, user_infos::table, rows)
+    insert_all!(conn, user_infos::table, rows)
 }
 
 #[derive(Debug, Clone)]
@@ -335,7 +294,7 @@ pub async fn insert_conversations(
             )
         })
         .collect();
-    insert_rows!(conn, conversations::table, rows)
+    insert_all!(conn, conversations::table, rows)
 }
 
 #[derive(Debug, Clone)]
@@ -370,7 +329,7 @@ pub async fn insert_groups(conn: &mut DbConn, rows: Vec<GroupRow>) -> Result<(),
             )
         })
         .collect();
-    insert_rows!(conn, groups::table, rows)
+    insert_all!(conn, groups::table, rows)
 }
 
 /// Adds members: each row is `(group_id, user_id, created_at)`.
@@ -388,7 +347,7 @@ pub async fn insert_members(
             )
         })
         .collect();
-    insert_rows!(conn, user_groups::table, rows)
+    insert_all!(conn, user_groups::table, rows)
 }
 
 #[derive(Debug, Clone)]
@@ -416,7 +375,7 @@ pub async fn insert_friends(conn: &mut DbConn, rows: Vec<FriendRow>) -> Result<(
             )
         })
         .collect();
-    insert_rows!(conn, friends::table, rows)
+    insert_all!(conn, friends::table, rows)
 }
 
 #[derive(Debug, Clone)]
@@ -448,7 +407,7 @@ pub async fn insert_messages(conn: &mut DbConn, rows: Vec<MessageRow>) -> Result
             )
         })
         .collect();
-    insert_rows!(conn, messages::table, rows)
+    insert_all!(conn, messages::table, rows)
 }
 
 #[derive(Debug, Clone)]
@@ -479,7 +438,7 @@ pub async fn insert_applies(conn: &mut DbConn, rows: Vec<ApplyRow>) -> Result<()
             )
         })
         .collect();
-    insert_rows!(conn, applies::table, rows)
+    insert_all!(conn, applies::table, rows)
 }
 
 /// Numbers the messages of `conversation_ids` 1, 2, … in (`created_at`, `id`) order: for the
