@@ -250,20 +250,33 @@ pub fn drop_pg_database(server: &str, database_url: &str) {
         format!("{server}/postgres"),
         format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
     );
-    let dropped = std::thread::spawn(move || {
+    let dropped = on_own_runtime(move || async move {
+        let mut admin = AsyncPgConnection::establish(&admin_url).await.ok()?;
+        admin.batch_execute(&statement).await.ok()
+    });
+    if dropped.is_none() {
+        eprintln!("test database {name} left behind");
+    }
+}
+
+/// Runs `work` on a runtime of its own, on a thread of its own: clean-up in `Drop`, which may run
+/// inside a runtime (where blocking on another is refused) or outside one.
+pub fn on_own_runtime<F, Fut, T>(work: F) -> Option<T>
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Option<T>>,
+    T: Send + 'static,
+{
+    std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .ok()?;
-        runtime.block_on(async {
-            let mut admin = AsyncPgConnection::establish(&admin_url).await.ok()?;
-            admin.batch_execute(&statement).await.ok()
-        })
+        runtime.block_on(work())
     })
-    .join();
-    if !matches!(dropped, Ok(Some(()))) {
-        eprintln!("test database {name} left behind");
-    }
+    .join()
+    .ok()
+    .flatten()
 }
 
 /// A new, empty database for a test: a SQLite file in `dir`, or a PostgreSQL database.

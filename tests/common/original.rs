@@ -358,18 +358,11 @@ impl Drop for OriginalDb {
             self.server.clone(),
             format!("DROP DATABASE IF EXISTS `{}`", self.name),
         );
-        let dropped = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .ok()?;
-            runtime.block_on(async {
-                let mut admin = AsyncMysqlConnection::establish(&server).await.ok()?;
-                admin.batch_execute(&statement).await.ok()
-            })
-        })
-        .join();
-        if !matches!(dropped, Ok(Some(()))) {
+        let dropped = super::on_own_runtime(move || async move {
+            let mut admin = AsyncMysqlConnection::establish(&server).await.ok()?;
+            admin.batch_execute(&statement).await.ok()
+        });
+        if dropped.is_none() {
             eprintln!("the original's test database {} left behind", self.name);
         }
     }
