@@ -44,8 +44,9 @@ pub const EMPTY_AT_FIRST_START: [&str; 8] = [
 /// WAL and reads them back on the next insert that touches them (most of the time went to that).
 /// This holds the pages that inserts keep touching (the ends of the tables and of each
 /// conversation's and sender's index ranges) for histories of thousands of conversations, and
-/// bounds the memory all the same.
-const SQLITE_IMPORT_CACHE_KIB: u32 = 40 * 1024;
+/// bounds the memory all the same. 24 MiB imported as fast as 40 MiB with 18 MB less at its peak
+/// (BENCHMARKS.md).
+const SQLITE_IMPORT_CACHE_KIB: u32 = 24 * 1024;
 
 /// Readies the connection for a long run of inserts (on SQLite, a larger page cache).
 pub async fn prepare_bulk(conn: &mut DbConn) -> Result<(), StoreError> {
