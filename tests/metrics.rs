@@ -25,15 +25,6 @@ const WAIT: Duration = Duration::from_secs(15);
 /// Messages the WebSocket client sends; the socket's rate limit allows exactly these.
 const MESSAGES: usize = 5;
 
-/// A demo user's token (log-in through REST).
-async fn token(server: &TestServer, username: &str) -> String {
-    let reply = server.client().login(username, "123456").await;
-    reply["data"]["token"]
-        .as_str()
-        .unwrap_or_else(|| panic!("log-in of {username}: {reply}"))
-        .to_owned()
-}
-
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
@@ -172,7 +163,7 @@ async fn traffic_moves_the_counters(backend: Backend) {
         user.login("user", "wrong-password").await["statusCode"],
         "1"
     );
-    let user_token = token(&server, "user").await;
+    let user_token = server.session("user").await.1;
     for id in [1, 2, 12345] {
         user.get(&format!("/api/v1/groups/{id}")).await;
     }
@@ -180,7 +171,7 @@ async fn traffic_moves_the_counters(backend: Backend) {
         let response = user.http.get(server.url(path)).send().await.expect("GET");
         assert_eq!(response.status(), 404, "{path}");
     }
-    let member_token = token(&server, "member3").await;
+    let member_token = server.session("member3").await.1;
     // An upload, then the file it made: its route is the folder's, not the file's name.
     let file = user.upload_png().await;
     let fetched = user.http.get(server.url(&file)).send().await.expect("GET");
@@ -272,7 +263,7 @@ async fn traffic_moves_the_counters(backend: Backend) {
 
     // An Engine.IO 3 client (socket.io-client 2) on long-polling: its handshake connects it to
     // `/` by itself; its close packet (`1`, framed `1:1`) ends it.
-    let v3_token = token(&server, "member4").await;
+    let v3_token = server.session("member4").await.1;
     let v3 = v3_polling(&server, &v3_token).await;
     let v3_open = scrape_until(&server, "the Engine.IO 3 socket", |page| {
         sockets_open(page, "3", "polling") == 1.0

@@ -29,20 +29,6 @@ const WAIT: Duration = Duration::from_secs(30);
 
 type Ws = WebSocketStream<TcpStream>;
 
-/// A token for a demo user.
-async fn token(server: &TestServer, username: &str) -> String {
-    let reply: Value = reqwest::Client::new()
-        .post(server.url("/api/v1/login"))
-        .json(&json!({"username": username, "password": "123456"}))
-        .send()
-        .await
-        .expect("login")
-        .json()
-        .await
-        .expect("JSON");
-    reply["data"]["token"].as_str().expect("token").to_owned()
-}
-
 /// A Socket.IO v4 socket over WebSocket, connected to `/`. With `receive_buffer`, the TCP
 /// receive buffer is set that small, so that a reader that stops reading is stuck sooner.
 /// Tried again for a while: on Redis, the namespace exists once its channels are subscribed.
@@ -208,15 +194,15 @@ async fn stalled_reader_is_dropped(server: &TestServer, stalled_at: &TestServer)
     let conversation = group.conversation_id;
     let stalled_id = user_id(server, "member3").await;
 
-    let mut sender = open(server, &token(server, "member1").await, None).await;
+    let mut sender = open(server, &server.session("member1").await.1, None).await;
     join(&mut sender, conversation).await;
     let (total_tx, total) = watch::channel(None);
     let (offline_tx, mut offline) = watch::channel(false);
-    let mut friend = open(server, &token(server, "user").await, None).await;
+    let mut friend = open(server, &server.session("user").await.1, None).await;
     join(&mut friend, conversation).await;
-    let mut other = open(stalled_at, &token(stalled_at, "member4").await, None).await;
+    let mut other = open(stalled_at, &stalled_at.session("member4").await.1, None).await;
     join(&mut other, conversation).await;
-    let stalled_token = token(stalled_at, "member3").await;
+    let stalled_token = stalled_at.session("member3").await.1;
     let mut stalled = open(stalled_at, &stalled_token, Some(4096)).await;
     join(&mut stalled, conversation).await;
     let friend = tokio::spawn(read_all(

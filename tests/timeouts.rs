@@ -128,15 +128,6 @@ impl Socket {
     }
 }
 
-/// A REST client logged in as `username`, and its session's token for a socket.
-async fn logged_in(server: &TestServer, username: &str) -> (Client, String) {
-    let client = server.client();
-    let reply = client.login(username, "123456").await;
-    assert_eq!(reply["statusCode"], "0", "login of {username}: {reply}");
-    let token = reply["data"]["token"].as_str().expect("token").to_owned();
-    (client, token)
-}
-
 /// A REST call and how long its answer took: its status and envelope.
 async fn timed(request: reqwest::RequestBuilder) -> (Duration, u16, Value) {
     let started = Instant::now();
@@ -227,7 +218,7 @@ async fn a_locked_database_is_unavailable_at_once_then_recovers(backend: Backend
         config.db_timeout_secs = 1;
     })
     .await;
-    let (client, token) = logged_in(&server, "user").await;
+    let (client, token) = server.session("user").await;
     let mut socket = Socket::open(&server, &token).await;
     let (_, status, reply) = touch_chat(&client).await;
     assert_eq!(
@@ -292,9 +283,9 @@ async fn a_send_that_ran_out_of_time_is_stored_once(backend: Backend) {
         config.db_timeout_secs = 15;
     })
     .await;
-    let (_, token) = logged_in(&server, "user").await;
+    let (_, token) = server.session("user").await;
     let mut sender = Socket::open(&server, &token).await;
-    let (_, token) = logged_in(&server, "member3").await;
+    let (_, token) = server.session("member3").await;
     let mut recipient = Socket::open(&server, &token).await;
     let joined = recipient.ask(JOIN, json!({ "conversationId": CHAT })).await;
     assert_eq!(joined, json!({ "conversationId": CHAT }));
@@ -346,7 +337,7 @@ async fn a_frozen_redis_is_unavailable_at_once_then_recovers() {
         config.presence_ttl_secs = 180;
     })
     .await;
-    let (client, token) = logged_in(&server, "user").await;
+    let (client, token) = server.session("user").await;
     let mut socket = Socket::open(&server, &token).await;
     let list = || timed(client.http.get(server.url("/api/v1/conversations")));
     let (_, status, reply) = list().await;
@@ -437,7 +428,7 @@ async fn a_postgres_frozen_mid_statement_is_answered_at_the_request_limit() {
         },
     )
     .await;
-    let (client, _) = logged_in(&server, "user").await;
+    let client = server.logged_in("user").await;
     let (_, status, reply) = touch_chat(&client).await;
     assert_eq!(
         (status, &reply["statusCode"]),
@@ -509,7 +500,7 @@ async fn a_call_failing_after_its_limit_is_warned_of_once() {
         config.db_timeout_secs = 2;
     })
     .await;
-    let (client, _) = logged_in(&server, "user").await;
+    let client = server.logged_in("user").await;
     let before = scrape(&server).await;
     let logged_before = warnings().len();
     let lock = Lock::take(&server, "conversations").await;
@@ -569,7 +560,7 @@ async fn a_slow_upload_is_not_cut_by_the_request_limit() {
         config.request_timeout_secs = 1;
     })
     .await;
-    let (_, token) = logged_in(&server, "user").await;
+    let (_, token) = server.session("user").await;
     let boundary = "----im-slow-upload";
     let mut body = format!(
         "--{boundary}\r\nContent-Disposition: form-data; name=\"photo.png\"; \

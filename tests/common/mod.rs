@@ -199,10 +199,17 @@ impl TestServer {
 
     /// A client logged in as `username` (demo password `123456`).
     pub async fn logged_in(&self, username: &str) -> Client {
+        self.session(username).await.0
+    }
+
+    /// A client logged in as `username` (demo password `123456`), and its session's token, for
+    /// a socket.
+    pub async fn session(&self, username: &str) -> (Client, String) {
         let client = self.client();
         let reply = client.login(username, "123456").await;
         assert_eq!(reply["statusCode"], "0", "login of {username}: {reply}");
-        client
+        let token = reply["data"]["token"].as_str().expect("token").to_owned();
+        (client, token)
     }
 }
 
